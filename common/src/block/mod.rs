@@ -1,0 +1,8 @@
+//! The block: one Parquet file of spans sorted by trace ID, a sharded
+//! trace-ID bloom filter and a `meta.json`, under `<tenant>/<block-id>/`.
+
+mod reader;
+mod writer;
+
+pub use reader::{list_block_ids, list_tenants, read_block, read_meta};
+pub use writer::{BlockWriteOptions, EncodedBlock, encode_block, upload_block, write_block};

@@ -1,0 +1,101 @@
+//! A block's `meta.json`.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bloom::BloomParams;
+use crate::ids::{BlockId, TenantId, TraceId};
+
+/// Name of the block format written to `meta.json`.
+pub const FORMAT_NAME: &str = "strata-parquet";
+/// Current block format version. Bump when the Parquet schema or the bloom
+/// scheme changes in a way older readers cannot handle.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Everything a querier or compactor needs to know about a block without
+/// opening its data. Unknown fields are ignored on read so that newer writers
+/// can add fields without breaking older readers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockMeta {
+    /// Always [`FORMAT_NAME`].
+    pub format: String,
+    /// [`FORMAT_VERSION`] at write time.
+    pub format_version: u32,
+    /// Owner of the block.
+    pub tenant: TenantId,
+    /// The block's ID (UUIDv7).
+    pub block_id: BlockId,
+    /// Earliest span start in the block, Unix nanoseconds.
+    pub start_time_unix_nano: u64,
+    /// Latest span end in the block, Unix nanoseconds.
+    pub end_time_unix_nano: u64,
+    /// Smallest trace ID, hex. Random IDs make this useless for pruning, but
+    /// it is cheap and useful to people reading the bucket.
+    pub min_trace_id: String,
+    /// Largest trace ID, hex.
+    pub max_trace_id: String,
+    /// Number of span rows.
+    pub span_count: u64,
+    /// Number of distinct trace IDs.
+    pub trace_count: u64,
+    /// Number of Parquet row groups.
+    pub row_group_count: u32,
+    /// Size of `data.parquet` in bytes.
+    pub data_size_bytes: u64,
+    /// Size of the Parquet footer (metadata plus 8-byte tail), so readers can
+    /// fetch it in one request.
+    pub footer_size_bytes: u64,
+    /// Total size of the bloom shards in bytes.
+    pub bloom_size_bytes: u64,
+    /// 0 for blocks cut by an ingester; the compactor increments it.
+    pub compaction_level: u32,
+    /// When the block was written, Unix nanoseconds.
+    pub created_at_unix_nano: u64,
+    /// The bloom filter's parameters.
+    pub bloom: BloomParams,
+    /// Attribute keys present in the block, for tag autocomplete.
+    pub attribute_keys: AttributeKeys,
+}
+
+impl BlockMeta {
+    /// Whether the block's time range overlaps `[start, end]` (nanoseconds,
+    /// inclusive).
+    pub fn overlaps(&self, start_unix_nano: u64, end_unix_nano: u64) -> bool {
+        self.start_time_unix_nano <= end_unix_nano && self.end_time_unix_nano >= start_unix_nano
+    }
+
+    /// Parses [`min_trace_id`](Self::min_trace_id) and
+    /// [`max_trace_id`](Self::max_trace_id).
+    pub fn trace_id_range(&self) -> Option<(TraceId, TraceId)> {
+        Some((
+            TraceId::from_hex(&self.min_trace_id).ok()?,
+            TraceId::from_hex(&self.max_trace_id).ok()?,
+        ))
+    }
+}
+
+/// Distinct attribute keys per scope, sorted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AttributeKeys {
+    /// Resource attribute keys.
+    pub resource: BTreeSet<String>,
+    /// Span attribute keys.
+    pub span: BTreeSet<String>,
+    /// Instrumentation-scope attribute keys.
+    pub instrumentation: BTreeSet<String>,
+    /// Span-event attribute keys.
+    pub event: BTreeSet<String>,
+    /// Span-link attribute keys.
+    pub link: BTreeSet<String>,
+    /// Set when a scope had more than [`AttributeKeys::MAX_PER_SCOPE`] keys and
+    /// the lists were cut short.
+    pub truncated: bool,
+}
+
+impl AttributeKeys {
+    /// Keys kept per scope; beyond this the block has unbounded keys (IDs used
+    /// as keys) and listing them helps nobody.
+    pub const MAX_PER_SCOPE: usize = 5_000;
+}

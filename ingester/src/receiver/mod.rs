@@ -1,0 +1,30 @@
+//! Receivers: the network faces of the ingester.
+//!
+//! - [`grpc`]: OTLP/gRPC `TraceService/Export` (port 4317).
+//! - [`http`]: OTLP/HTTP `POST /v1/traces`, protobuf and JSON (port 4318).
+//!
+//! Both read the tenant from `X-Scope-OrgID` and hand decoded requests to
+//! [`Ingester::push`](crate::Ingester::push) on a blocking thread, since
+//! converting a large request to Arrow is CPU work.
+
+pub mod grpc;
+pub mod http;
+
+use strata_common::TenantId;
+
+use crate::error::{Error, Result};
+
+/// Header (and gRPC metadata key) naming the tenant, as in Tempo.
+pub const TENANT_HEADER: &str = "x-scope-orgid";
+
+/// The tenant named by an `X-Scope-OrgID` value, or the default tenant.
+pub fn tenant_from_header(value: Option<&[u8]>) -> Result<TenantId> {
+    match value {
+        None => Ok(TenantId::default_tenant()),
+        Some(raw) => {
+            let text = std::str::from_utf8(raw)
+                .map_err(|_| Error::InvalidRequest("X-Scope-OrgID is not UTF-8".to_owned()))?;
+            TenantId::new(text.trim()).map_err(|e| Error::InvalidRequest(e.to_string()))
+        }
+    }
+}
