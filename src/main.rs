@@ -1,1 +1,286 @@
-fn main() {}
+//! `strata`: the one binary.
+//!
+//! Parses configuration, opens storage and wires the components the target
+//! asks for: receivers and the flush loop (ingester), block polling and the
+//! query API (querier), retention (compactor). On SIGINT/SIGTERM it stops
+//! accepting requests, then writes every buffered span to a block before
+//! exiting, so nothing acknowledged is held only in memory.
+
+mod config;
+mod error;
+mod server;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use clap::Parser;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use strata_common::LiveTraceSource;
+use strata_compactor::Compactor;
+use strata_ingester::{Ingester, OtlpGrpcService};
+use strata_querier::{BlockList, Querier};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Cli, Config, LogFormat};
+use crate::error::{Error, Result};
+use crate::server::{ProcessState, bind, process_routes, serve_http};
+
+fn main() -> ExitCode {
+    let config = match Cli::parse().into_config() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("strata: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("strata")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("strata: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = %e, "strata stopped with an error");
+            eprintln!("strata: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Latency buckets for every `*_seconds` histogram.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+async fn run(config: Config) -> Result<()> {
+    let metrics = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+        .and_then(|b| b.install_recorder())
+        .map_err(|e| Error::Metrics(e.to_string()))?;
+    let process = Arc::new(ProcessState {
+        metrics,
+        ready: AtomicBool::new(false),
+    });
+    let store = config.storage.open(&config.s3)?;
+
+    // The ingester announces each written block to an in-process querier, so
+    // the querier serves it before its next poll of the store.
+    let announce: Arc<OnceLock<Arc<BlockList>>> = Arc::new(OnceLock::new());
+    let ingester = config.target.runs_ingester().then(|| {
+        let announce = Arc::clone(&announce);
+        Arc::new(
+            Ingester::new(Arc::clone(&store), config.ingester.clone()).with_block_written_hook(
+                Arc::new(move |meta| {
+                    if let Some(blocks) = announce.get() {
+                        blocks.add(meta.clone());
+                    }
+                }),
+            ),
+        )
+    });
+    let querier = match config.target.runs_querier() {
+        false => None,
+        true => {
+            let live: Vec<Arc<dyn LiveTraceSource>> = ingester
+                .iter()
+                .map(|i| Arc::clone(i) as Arc<dyn LiveTraceSource>)
+                .collect();
+            let querier = Arc::new(Querier::new(
+                Arc::clone(&store),
+                live,
+                config.querier.clone(),
+            )?);
+            let _ = announce.set(Arc::clone(querier.block_list()));
+            if let Err(e) = querier.block_list().poll().await {
+                warn!(error = %e, "initial block list poll failed; retrying in the background");
+            }
+            Some(querier)
+        }
+    };
+
+    // Bind every listener before serving, so a taken port fails start-up.
+    let http_listener = bind("HTTP API", config.http_addr).await?;
+    let otlp_listeners = match &ingester {
+        Some(_) => Some((
+            bind("OTLP/gRPC", config.otlp_grpc_addr).await?,
+            bind("OTLP/HTTP", config.otlp_http_addr).await?,
+        )),
+        None => None,
+    };
+
+    let stop_serving = CancellationToken::new();
+    let stop_background = CancellationToken::new();
+    let mut servers: JoinSet<Result<()>> = JoinSet::new();
+    let mut background: JoinSet<()> = JoinSet::new();
+
+    let mut router = process_routes(Arc::clone(&process));
+    if let Some(querier) = &querier {
+        router = router.merge(Arc::clone(querier).router());
+        background.spawn(Arc::clone(querier).run(stop_background.clone()));
+    }
+    let http_addr = local_addr(&http_listener, config.http_addr);
+    servers.spawn(serve_http(
+        "HTTP API",
+        http_listener,
+        router,
+        stop_serving.clone(),
+    ));
+
+    let mut otlp_addrs = None;
+    if let (Some(ingester), Some((grpc_listener, http_listener))) = (&ingester, otlp_listeners) {
+        otlp_addrs = Some((
+            local_addr(&grpc_listener, config.otlp_grpc_addr),
+            local_addr(&http_listener, config.otlp_http_addr),
+        ));
+        servers.spawn(serve_http(
+            "OTLP/HTTP",
+            http_listener,
+            strata_ingester::receiver::http::router(Arc::clone(ingester)),
+            stop_serving.clone(),
+        ));
+        servers.spawn(serve_grpc(
+            grpc_listener,
+            OtlpGrpcService::new(Arc::clone(ingester)),
+            stop_serving.clone(),
+        ));
+        background.spawn(Arc::clone(ingester).run_flush_loop(stop_background.clone()));
+    }
+    if config.target.runs_compactor() {
+        let compactor = Arc::new(Compactor::new(Arc::clone(&store), config.compactor.clone()));
+        background.spawn(compactor.run(stop_background.clone()));
+    }
+
+    process.ready.store(true, Ordering::Release);
+    print_banner(&config, http_addr, otlp_addrs);
+
+    let mut failure = None;
+    tokio::select! {
+        () = shutdown_signal() => info!("shutdown requested"),
+        Some(result) = servers.join_next() => {
+            failure = Some(match result {
+                Ok(Ok(())) => Error::Serve { what: "a", message: "stopped unexpectedly".into() },
+                Ok(Err(e)) => e,
+                Err(e) => Error::Serve { what: "a", message: e.to_string() },
+            });
+        }
+    }
+
+    // Stop accepting work, let in-flight requests finish, then flush.
+    process.ready.store(false, Ordering::Release);
+    stop_serving.cancel();
+    while let Some(result) = servers.join_next().await {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "server stopped with an error"),
+            Err(e) => warn!(error = %e, "server task failed"),
+        }
+    }
+    stop_background.cancel();
+    while background.join_next().await.is_some() {}
+    if let Some(ingester) = &ingester {
+        let unwritten = ingester.shutdown(config.shutdown_timeout).await;
+        if unwritten > 0 {
+            return Err(Error::UnflushedAtShutdown(unwritten));
+        }
+    }
+    info!("strata stopped");
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn local_addr(listener: &TcpListener, configured: SocketAddr) -> SocketAddr {
+    listener.local_addr().unwrap_or(configured)
+}
+
+async fn serve_grpc(
+    listener: TcpListener,
+    service: OtlpGrpcService,
+    cancel: CancellationToken,
+) -> Result<()> {
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            cancel.cancelled_owned(),
+        )
+        .await
+        .map_err(|e| Error::Serve {
+            what: "OTLP/gRPC",
+            message: e.to_string(),
+        })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            warn!(error = %e, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
+
+/// Tells a person (and the integration tests) where to send and query.
+fn print_banner(config: &Config, http: SocketAddr, otlp: Option<(SocketAddr, SocketAddr)>) {
+    println!(
+        "Strata {} running: target {:?}, storage {}",
+        env!("CARGO_PKG_VERSION"),
+        config.target,
+        config.storage
+    );
+    if let Some((grpc, http_otlp)) = otlp {
+        println!("  send spans  OTLP/gRPC   http://{grpc}");
+        println!("              OTLP/HTTP   http://{http_otlp}/v1/traces");
+    }
+    if config.target.runs_querier() {
+        println!("  query       Tempo API   http://{http}/api/v2/traces/<trace-id>");
+        println!(
+            "              (Grafana: add a Tempo data source with URL http://<this-host>:{})",
+            http.port()
+        );
+    }
+    println!("  operate     http://{http}/metrics  http://{http}/ready");
+}

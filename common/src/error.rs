@@ -27,7 +27,7 @@ pub enum ErrorKind {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Input that does not follow OTLP or our API rules.
-    #[error("invalid input: {message}")]
+    #[error("{message}")]
     InvalidInput {
         /// What is wrong, for the client.
         message: String,
@@ -125,7 +125,9 @@ impl Error {
         }
     }
 
-    pub(crate) fn arrow(context: impl Into<String>) -> impl FnOnce(arrow::error::ArrowError) -> Self {
+    pub(crate) fn arrow(
+        context: impl Into<String>,
+    ) -> impl FnOnce(arrow::error::ArrowError) -> Self {
         let context = context.into();
         move |source| Self::Arrow { context, source }
     }

@@ -187,7 +187,9 @@ impl TenantId {
         }
         let allowed = |c: char| c.is_ascii_alphanumeric() || "!-_.*'()".contains(c);
         if !id.chars().all(allowed) {
-            return Err(invalid("allowed characters are A-Z a-z 0-9 ! - _ . * ' ( )"));
+            return Err(invalid(
+                "allowed characters are A-Z a-z 0-9 ! - _ . * ' ( )",
+            ));
         }
         Ok(Self(id))
     }

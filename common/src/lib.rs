@@ -23,6 +23,8 @@ pub mod meta;
 pub mod paths;
 pub mod schema;
 pub mod storage;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use error::{Error, ErrorKind, Result};
 pub use ids::{BlockId, SpanId, TenantId, TraceId};

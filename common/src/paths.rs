@@ -4,6 +4,7 @@
 //! <tenant>/<block-id>/data.parquet
 //! <tenant>/<block-id>/bloom-<shard>
 //! <tenant>/<block-id>/meta.json      (written last: the block's commit point)
+//! <tenant>/<block-id>/deleted.json   (retired: meta.json removed, objects removed later)
 //! ```
 
 use object_store::path::Path;
@@ -14,6 +15,9 @@ use crate::ids::{BlockId, TenantId};
 pub const META_FILE: &str = "meta.json";
 /// File name of a block's span data.
 pub const DATA_FILE: &str = "data.parquet";
+/// File name of a block's deletion marker: written (and `meta.json` removed)
+/// when the block is retired; its objects are removed some time later.
+pub const DELETION_MARKER_FILE: &str = "deleted.json";
 /// File name prefix of a block's bloom filter shards.
 pub const BLOOM_FILE_PREFIX: &str = "bloom-";
 
@@ -35,6 +39,11 @@ pub fn meta_path(tenant: &TenantId, block: BlockId) -> Path {
 /// `<tenant>/<block>/data.parquet`
 pub fn data_path(tenant: &TenantId, block: BlockId) -> Path {
     block_prefix(tenant, block).join(DATA_FILE)
+}
+
+/// `<tenant>/<block>/deleted.json`
+pub fn deletion_marker_path(tenant: &TenantId, block: BlockId) -> Path {
+    block_prefix(tenant, block).join(DELETION_MARKER_FILE)
 }
 
 /// `<tenant>/<block>/bloom-<shard>`

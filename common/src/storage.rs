@@ -103,7 +103,10 @@ impl StorageLocation {
                     (AmazonS3ConfigKey::Endpoint, s3.endpoint.clone()),
                     (AmazonS3ConfigKey::Region, s3.region.clone()),
                     (AmazonS3ConfigKey::AccessKeyId, s3.access_key_id.clone()),
-                    (AmazonS3ConfigKey::SecretAccessKey, s3.secret_access_key.clone()),
+                    (
+                        AmazonS3ConfigKey::SecretAccessKey,
+                        s3.secret_access_key.clone(),
+                    ),
                     (
                         AmazonS3ConfigKey::VirtualHostedStyleRequest,
                         s3.virtual_hosted_style.map(|v| v.to_string()),
@@ -147,7 +150,10 @@ mod tests {
 
     #[test]
     fn parses_every_supported_url() {
-        assert_eq!(StorageLocation::parse("memory://").unwrap(), StorageLocation::Memory);
+        assert_eq!(
+            StorageLocation::parse("memory://").unwrap(),
+            StorageLocation::Memory
+        );
         assert_eq!(
             StorageLocation::parse("./data").unwrap(),
             StorageLocation::Local(PathBuf::from("./data"))

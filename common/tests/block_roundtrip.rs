@@ -12,9 +12,9 @@ use opentelemetry_proto::tonic::common::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 use proptest::prelude::*;
-use prost::Message;
 use strata_common::block::{BlockWriteOptions, encode_block, read_block, read_meta, upload_block};
 use strata_common::convert::{SpanBatchBuilder, batches_to_resource_spans, validate_request};
+use strata_common::testing::flatten;
 use strata_common::{BlockId, TenantId};
 
 fn any_value_leaf() -> impl Strategy<Value = any_value::Value> {
@@ -79,7 +79,9 @@ fn optional_id(len: usize) -> impl Strategy<Value = Vec<u8>> {
 }
 
 fn trace_id() -> impl Strategy<Value = Vec<u8>> {
-    bytes(16).prop_filter("all-zero trace IDs are invalid", |b| b.iter().any(|x| *x != 0))
+    bytes(16).prop_filter("all-zero trace IDs are invalid", |b| {
+        b.iter().any(|x| *x != 0)
+    })
 }
 
 fn event() -> impl Strategy<Value = span::Event> {
@@ -170,12 +172,14 @@ fn entity_ref() -> impl Strategy<Value = EntityRef> {
         prop::collection::vec("[a-z]{1,4}", 0..3),
         prop::collection::vec("[a-z]{1,4}", 0..3),
     )
-        .prop_map(|(schema_url, r#type, id_keys, description_keys)| EntityRef {
-            schema_url,
-            r#type,
-            id_keys,
-            description_keys,
-        })
+        .prop_map(
+            |(schema_url, r#type, id_keys, description_keys)| EntityRef {
+                schema_url,
+                r#type,
+                id_keys,
+                description_keys,
+            },
+        )
 }
 
 fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
@@ -188,16 +192,18 @@ fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
             ".{0,6}",
             prop::collection::vec(span(trace_ids.clone()), 0..5),
         )
-            .prop_map(|(name, version, attributes, dropped, schema_url, spans)| ScopeSpans {
-                scope: Some(InstrumentationScope {
-                    name,
-                    version,
-                    attributes,
-                    dropped_attributes_count: dropped,
-                }),
-                spans,
-                schema_url,
-            });
+            .prop_map(
+                |(name, version, attributes, dropped, schema_url, spans)| ScopeSpans {
+                    scope: Some(InstrumentationScope {
+                        name,
+                        version,
+                        attributes,
+                        dropped_attributes_count: dropped,
+                    }),
+                    spans,
+                    schema_url,
+                },
+            );
         let resource_spans = (
             attributes(),
             any::<u32>(),
@@ -205,8 +211,8 @@ fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
             ".{0,6}",
             prop::collection::vec(scope_spans, 0..3),
         )
-            .prop_map(|(attributes, dropped, entity_refs, schema_url, scope_spans)| {
-                ResourceSpans {
+            .prop_map(
+                |(attributes, dropped, entity_refs, schema_url, scope_spans)| ResourceSpans {
                     resource: Some(Resource {
                         attributes,
                         dropped_attributes_count: dropped,
@@ -214,61 +220,11 @@ fn request() -> impl Strategy<Value = ExportTraceServiceRequest> {
                     }),
                     scope_spans,
                     schema_url,
-                }
-            });
+                },
+            );
         prop::collection::vec(resource_spans, 1..4)
             .prop_map(|resource_spans| ExportTraceServiceRequest { resource_spans })
     })
-}
-
-/// One span with its resource and scope: the unit the regrouping preserves.
-#[derive(Debug, Clone, PartialEq)]
-struct FlatSpan {
-    resource: Resource,
-    resource_schema_url: String,
-    scope: InstrumentationScope,
-    scope_schema_url: String,
-    span: Span,
-}
-
-impl FlatSpan {
-    fn sort_key(&self) -> Vec<u8> {
-        ResourceSpans {
-            resource: Some(self.resource.clone()),
-            scope_spans: vec![ScopeSpans {
-                scope: Some(self.scope.clone()),
-                spans: vec![self.span.clone()],
-                schema_url: self.scope_schema_url.clone(),
-            }],
-            schema_url: self.resource_schema_url.clone(),
-        }
-        .encode_to_vec()
-    }
-}
-
-/// Flattens and sorts, treating an absent resource, scope or status as the
-/// empty one (OTLP gives them the same meaning).
-fn flatten(resource_spans: &[ResourceSpans]) -> Vec<FlatSpan> {
-    let mut out: Vec<FlatSpan> = resource_spans
-        .iter()
-        .flat_map(|rs| {
-            rs.scope_spans.iter().flat_map(move |ss| {
-                ss.spans.iter().map(move |span| {
-                    let mut span = span.clone();
-                    span.status.get_or_insert_with(Status::default);
-                    FlatSpan {
-                        resource: rs.resource.clone().unwrap_or_default(),
-                        resource_schema_url: rs.schema_url.clone(),
-                        scope: ss.scope.clone().unwrap_or_default(),
-                        scope_schema_url: ss.schema_url.clone(),
-                        span,
-                    }
-                })
-            })
-        })
-        .collect();
-    out.sort_by_cached_key(FlatSpan::sort_key);
-    out
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -379,6 +335,9 @@ fn requests_with_bad_ids_are_rejected_with_the_span_named() {
         }],
     };
     let error = validate_request(&request).unwrap_err().to_string();
-    assert!(error.contains("resourceSpans[0].scopeSpans[0].spans[0]"), "{error}");
+    assert!(
+        error.contains("resourceSpans[0].scopeSpans[0].spans[0]"),
+        "{error}"
+    );
     assert!(error.contains("traceId must be 16 bytes"), "{error}");
 }

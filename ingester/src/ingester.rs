@@ -219,12 +219,7 @@ impl Ingester {
                 }
             }
         }
-        report.blocks_pending = self
-            .lock()
-            .tenants
-            .values()
-            .map(|t| t.pending.len())
-            .sum();
+        report.blocks_pending = self.lock().tenants.values().map(|t| t.pending.len()).sum();
         report
     }
 

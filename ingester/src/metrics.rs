@@ -35,7 +35,8 @@ pub(crate) fn block_written(tenant: &TenantId, meta: &BlockMeta) {
     metrics::counter!("strata_blocks_written_total", "tenant" => tenant.clone()).increment(1);
     metrics::counter!("strata_block_bytes_written_total", "tenant" => tenant.clone())
         .increment(meta.data_size_bytes + meta.bloom_size_bytes);
-    metrics::counter!("strata_block_spans_written_total", "tenant" => tenant).increment(meta.span_count);
+    metrics::counter!("strata_block_spans_written_total", "tenant" => tenant)
+        .increment(meta.span_count);
 }
 
 pub(crate) fn block_write_failed(tenant: &TenantId) {

@@ -104,8 +104,16 @@ pub fn encode_block(
         block_id,
         start_time_unix_nano: facts.start_time_unix_nano,
         end_time_unix_nano: facts.end_time_unix_nano,
-        min_trace_id: facts.trace_ids.first().map(TraceId::to_hex).unwrap_or_default(),
-        max_trace_id: facts.trace_ids.last().map(TraceId::to_hex).unwrap_or_default(),
+        min_trace_id: facts
+            .trace_ids
+            .first()
+            .map(TraceId::to_hex)
+            .unwrap_or_default(),
+        max_trace_id: facts
+            .trace_ids
+            .last()
+            .map(TraceId::to_hex)
+            .unwrap_or_default(),
         span_count: batch.num_rows() as u64,
         trace_count: facts.trace_ids.len() as u64,
         row_group_count,
@@ -197,8 +205,7 @@ fn sort_spans(batch: &RecordBatch) -> Result<RecordBatch> {
             options: None,
         },
     ];
-    let indices =
-        lexsort_to_indices(&sort_columns, None).map_err(Error::arrow("sorting spans"))?;
+    let indices = lexsort_to_indices(&sort_columns, None).map_err(Error::arrow("sorting spans"))?;
     take_record_batch(batch, &indices).map_err(Error::arrow("reordering spans"))
 }
 
@@ -239,10 +246,15 @@ impl BlockFacts {
 
         let mut keys = AttributeKeys::default();
         let mut truncated = false;
-        keys.resource = attribute_keys(list_column(batch, columns::RESOURCE_ATTRIBUTES)?, &mut truncated)?;
+        keys.resource = attribute_keys(
+            list_column(batch, columns::RESOURCE_ATTRIBUTES)?,
+            &mut truncated,
+        )?;
         keys.span = attribute_keys(list_column(batch, columns::ATTRIBUTES)?, &mut truncated)?;
-        keys.instrumentation =
-            attribute_keys(list_column(batch, columns::SCOPE_ATTRIBUTES)?, &mut truncated)?;
+        keys.instrumentation = attribute_keys(
+            list_column(batch, columns::SCOPE_ATTRIBUTES)?,
+            &mut truncated,
+        )?;
         keys.event = nested_attribute_keys(list_column(batch, columns::EVENTS)?, &mut truncated)?;
         keys.link = nested_attribute_keys(list_column(batch, columns::LINKS)?, &mut truncated)?;
         keys.truncated = truncated;
@@ -362,7 +374,11 @@ fn encode_parquet(
 
     let total = batch.num_rows();
     let mut written = 0;
-    let boundaries = trace_starts.iter().copied().skip(1).chain(std::iter::once(total));
+    let boundaries = trace_starts
+        .iter()
+        .copied()
+        .skip(1)
+        .chain(std::iter::once(total));
     for boundary in boundaries {
         if boundary - written < WRITE_CHUNK_ROWS && boundary != total {
             continue;
@@ -374,13 +390,19 @@ fn encode_parquet(
         if writer.in_progress_size() >= options.row_group_target_bytes
             || writer.in_progress_rows() >= options.row_group_max_rows
         {
-            writer.flush().map_err(Error::parquet("closing row group"))?;
+            writer
+                .flush()
+                .map_err(Error::parquet("closing row group"))?;
         }
     }
-    writer.flush().map_err(Error::parquet("closing row group"))?;
+    writer
+        .flush()
+        .map_err(Error::parquet("closing row group"))?;
     let row_groups = u32::try_from(writer.flushed_row_groups().len()).unwrap_or(u32::MAX);
     // `into_inner` writes the footer; calling `finish` first would write it twice.
-    let data = writer.into_inner().map_err(Error::parquet("finishing file"))?;
+    let data = writer
+        .into_inner()
+        .map_err(Error::parquet("finishing file"))?;
     Ok((data, row_groups))
 }
 

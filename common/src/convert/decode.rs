@@ -65,15 +65,12 @@ fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a dyn Array> {
 }
 
 fn typed<'a, T: 'static>(array: &'a dyn Array, name: &str) -> Result<&'a T> {
-    array
-        .as_any()
-        .downcast_ref::<T>()
-        .ok_or_else(|| {
-            Error::corrupt(format!(
-                "column {name:?} has unexpected type {}",
-                array.data_type()
-            ))
-        })
+    array.as_any().downcast_ref::<T>().ok_or_else(|| {
+        Error::corrupt(format!(
+            "column {name:?} has unexpected type {}",
+            array.data_type()
+        ))
+    })
 }
 
 fn col<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T> {
@@ -261,7 +258,9 @@ impl<'a> AttributeReader<'a> {
     }
 
     fn row(&self, row: usize) -> Result<Vec<KeyValue>> {
-        list_range(self.list, row).map(|i| self.attribute(i)).collect()
+        list_range(self.list, row)
+            .map(|i| self.attribute(i))
+            .collect()
     }
 
     fn attribute(&self, i: usize) -> Result<KeyValue> {
@@ -279,13 +278,22 @@ impl<'a> AttributeReader<'a> {
             }
             AttributeType::Empty => None,
             AttributeType::String => Some(any_value::Value::StringValue(
-                self.str.is_valid(i).then(|| self.str.value(i).to_owned()).ok_or_else(missing)?,
+                self.str
+                    .is_valid(i)
+                    .then(|| self.str.value(i).to_owned())
+                    .ok_or_else(missing)?,
             )),
             AttributeType::Bool => Some(any_value::Value::BoolValue(
-                self.bool.is_valid(i).then(|| self.bool.value(i)).ok_or_else(missing)?,
+                self.bool
+                    .is_valid(i)
+                    .then(|| self.bool.value(i))
+                    .ok_or_else(missing)?,
             )),
             AttributeType::Int => Some(any_value::Value::IntValue(
-                self.int.is_valid(i).then(|| self.int.value(i)).ok_or_else(missing)?,
+                self.int
+                    .is_valid(i)
+                    .then(|| self.int.value(i))
+                    .ok_or_else(missing)?,
             )),
             AttributeType::StringTableIndex => Some(any_value::Value::StringValueStrindex(
                 self.int
@@ -295,13 +303,23 @@ impl<'a> AttributeReader<'a> {
                     .ok_or_else(missing)?,
             )),
             AttributeType::Double => Some(any_value::Value::DoubleValue(
-                self.double.is_valid(i).then(|| self.double.value(i)).ok_or_else(missing)?,
+                self.double
+                    .is_valid(i)
+                    .then(|| self.double.value(i))
+                    .ok_or_else(missing)?,
             )),
             AttributeType::Bytes => Some(any_value::Value::BytesValue(
-                self.bytes.is_valid(i).then(|| self.bytes.value(i).to_vec()).ok_or_else(missing)?,
+                self.bytes
+                    .is_valid(i)
+                    .then(|| self.bytes.value(i).to_vec())
+                    .ok_or_else(missing)?,
             )),
             AttributeType::Array | AttributeType::KeyValueList => {
-                let encoded = self.bytes.is_valid(i).then(|| self.bytes.value(i)).ok_or_else(missing)?;
+                let encoded = self
+                    .bytes
+                    .is_valid(i)
+                    .then(|| self.bytes.value(i))
+                    .ok_or_else(missing)?;
                 AnyValue::decode(encoded)
                     .map_err(|e| Error::corrupt(format!("nested attribute value: {e}")))?
                     .value

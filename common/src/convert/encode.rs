@@ -161,15 +161,20 @@ impl SpanBatchBuilder {
     /// Appends every span of one `ResourceSpans`.
     pub fn append_resource_spans(&mut self, resource_spans: &ResourceSpans) {
         let default_resource = Resource::default();
-        let resource = resource_spans.resource.as_ref().unwrap_or(&default_resource);
+        let resource = resource_spans
+            .resource
+            .as_ref()
+            .unwrap_or(&default_resource);
         let service_name = resource
             .attributes
             .iter()
             .find(|kv| kv.key == SERVICE_NAME_KEY)
-            .and_then(|kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(any_value::Value::StringValue(name)) => Some(name.as_str()),
-                _ => None,
-            });
+            .and_then(
+                |kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    Some(any_value::Value::StringValue(name)) => Some(name.as_str()),
+                    _ => None,
+                },
+            );
         let entity_refs = (!resource.entity_refs.is_empty()).then(|| {
             Resource {
                 entity_refs: resource.entity_refs.clone(),
@@ -230,7 +235,8 @@ impl SpanBatchBuilder {
         self.dropped_events_count
             .append_value(span.dropped_events_count);
         self.links.append_row(&span.links);
-        self.dropped_links_count.append_value(span.dropped_links_count);
+        self.dropped_links_count
+            .append_value(span.dropped_links_count);
     }
 
     /// Finishes the rows appended so far into a batch and resets the builder.
@@ -582,12 +588,11 @@ fn list_of_structs(
     offsets: &mut Offsets,
     what: &'static str,
 ) -> Result<ListArray> {
-    let item = Field::new("item", arrow::array::Array::data_type(&values).clone(), false);
-    ListArray::try_new(
-        Arc::new(item),
-        offsets.finish()?,
-        Arc::new(values),
-        None,
-    )
-    .map_err(Error::arrow(format!("building {what} list")))
+    let item = Field::new(
+        "item",
+        arrow::array::Array::data_type(&values).clone(),
+        false,
+    );
+    ListArray::try_new(Arc::new(item), offsets.finish()?, Arc::new(values), None)
+        .map_err(Error::arrow(format!("building {what} list")))
 }

@@ -97,13 +97,8 @@ async fn export(
     ingester: Arc<Ingester>,
     request: Request<Bytes>,
 ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-    let tenant = tenant_from_header(
-        request
-            .metadata()
-            .get(TENANT_HEADER)
-            .map(|v| v.as_bytes()),
-    )
-    .map_err(|e| e.grpc_status())?;
+    let tenant = tenant_from_header(request.metadata().get(TENANT_HEADER).map(|v| v.as_bytes()))
+        .map_err(|e| e.grpc_status())?;
     let body = request.into_inner();
     let decoded = ExportTraceServiceRequest::decode(body)
         .map_err(|e| Status::invalid_argument(format!("malformed OTLP protobuf: {e}")))?;

@@ -156,5 +156,10 @@ fn error_response(status: StatusCode, error: &Error, encoding: Encoding) -> Resp
         .to_string()
         .into_bytes(),
     };
-    (status, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, encoding.content_type())],
+        body,
+    )
+        .into_response()
 }

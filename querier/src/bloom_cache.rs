@@ -1,0 +1,76 @@
+//! A bounded cache of bloom-filter shards.
+//!
+//! Blocks are immutable, so a shard never goes stale: it is fetched once and
+//! kept until evicted by size.
+
+use std::sync::Arc;
+
+use object_store::{ObjectStore, ObjectStoreExt};
+use quick_cache::Weighter;
+use quick_cache::sync::Cache;
+use strata_common::bloom::{BloomShard, shard_for};
+use strata_common::{BlockId, BlockMeta, Error as CommonError, TraceId, paths};
+
+use crate::error::Result;
+
+#[derive(Debug, Clone, Copy)]
+struct ShardWeight;
+
+impl Weighter<(BlockId, u32), Arc<BloomShard>> for ShardWeight {
+    fn weight(&self, _key: &(BlockId, u32), shard: &Arc<BloomShard>) -> u64 {
+        shard.size_bytes() as u64 + 64
+    }
+}
+
+/// Bloom shards by block and shard number, bounded by total bytes.
+#[derive(Debug)]
+pub(crate) struct BloomCache {
+    cache: Cache<(BlockId, u32), Arc<BloomShard>, ShardWeight>,
+}
+
+impl BloomCache {
+    /// A cache holding at most `capacity_bytes` of shards.
+    pub(crate) fn new(capacity_bytes: u64) -> Self {
+        // quick_cache sizes its tables from an item estimate; assume ~16 KiB shards.
+        let estimated_items = usize::try_from((capacity_bytes / 16_384).max(16)).unwrap_or(16);
+        Self {
+            cache: Cache::with_weighter(estimated_items, capacity_bytes, ShardWeight),
+        }
+    }
+
+    /// Whether the block may contain the trace (false: it certainly does not).
+    pub(crate) async fn may_contain(
+        &self,
+        store: &dyn ObjectStore,
+        meta: &BlockMeta,
+        trace_id: &TraceId,
+    ) -> Result<bool> {
+        let shard = shard_for(trace_id, meta.bloom.shard_count);
+        let key = (meta.block_id, shard);
+        if let Some(bloom) = self.cache.get(&key) {
+            metrics::counter!("strata_querier_bloom_cache_hits_total").increment(1);
+            return Ok(bloom.may_contain(trace_id));
+        }
+        metrics::counter!("strata_querier_bloom_cache_misses_total").increment(1);
+        let path = paths::bloom_path(&meta.tenant, meta.block_id, shard);
+        let bytes = store
+            .get(&path)
+            .await
+            .map_err(|source| CommonError::ObjectStore {
+                operation: "get",
+                path: path.clone(),
+                source,
+            })?
+            .bytes()
+            .await
+            .map_err(|source| CommonError::ObjectStore {
+                operation: "get",
+                path: path.clone(),
+                source,
+            })?;
+        let bloom = Arc::new(BloomShard::from_bytes(bytes.to_vec())?);
+        let found = bloom.may_contain(trace_id);
+        self.cache.insert(key, bloom);
+        Ok(found)
+    }
+}

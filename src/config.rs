@@ -1,0 +1,428 @@
+//! Configuration: every setting is a flag, a `STRATA_*` environment variable
+//! and a key of the YAML file given by `--config`.
+//!
+//! Precedence: flag, then environment, then file, then the default. The YAML
+//! key is the flag name with underscores (`--block-max-bytes` ↔
+//! `block_max_bytes`); unknown keys are an error, so typos do not pass
+//! silently.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use clap::{Args, Parser, ValueEnum};
+use serde::Deserialize;
+use strata_common::block::BlockWriteOptions;
+use strata_common::{S3Options, StorageLocation};
+use strata_ingester::IngesterConfig;
+use strata_querier::QuerierConfig;
+
+use crate::error::{Error, Result};
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "Strata: a trace store on Arrow, Parquet and DataFusion, speaking OTLP and Grafana Tempo's API.",
+    long_about = None,
+    after_help = "Every option is also a key of the YAML file given by --config: the option name with \
+underscores, e.g. `block_max_bytes: 64MiB`. A flag beats its environment variable, which beats the \
+file, which beats the default.\n\nWith no options Strata runs every component in one process, \
+storing blocks under ./data."
+)]
+pub(crate) struct Cli {
+    /// YAML configuration file.
+    #[arg(long, env = "STRATA_CONFIG", value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub(crate) settings: Settings,
+}
+
+/// Which components this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Target {
+    /// Ingester, querier and compactor in one process.
+    All,
+    /// OTLP receivers, buffers and block cutting.
+    Ingester,
+    /// The query API over blocks (and in-process live data).
+    Querier,
+    /// Retention enforcement over the object store.
+    Compactor,
+}
+
+impl Target {
+    pub(crate) fn runs_ingester(self) -> bool {
+        matches!(self, Self::All | Self::Ingester)
+    }
+
+    pub(crate) fn runs_querier(self) -> bool {
+        matches!(self, Self::All | Self::Querier)
+    }
+
+    pub(crate) fn runs_compactor(self) -> bool {
+        matches!(self, Self::All | Self::Compactor)
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn parse_duration(text: &str) -> std::result::Result<Duration, humantime::DurationError> {
+    humantime::parse_duration(text)
+}
+
+/// Every setting, each optional so that flags, environment and file can be
+/// layered. Defaults are applied by [`Settings::resolve`].
+#[derive(Debug, Default, Clone, Args, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Settings {
+    /// Components to run [default: all].
+    #[arg(long, env = "STRATA_TARGET", value_enum)]
+    pub(crate) target: Option<Target>,
+
+    /// Where blocks live: a directory (`./data`, `file:///var/lib/strata`),
+    /// `memory://`, or `s3://bucket/prefix` [default: ./data].
+    #[arg(long, env = "STRATA_STORAGE", value_name = "URL")]
+    pub(crate) storage: Option<String>,
+
+    /// HTTP address of the query API, /metrics and /ready [default: 0.0.0.0:3200].
+    #[arg(long, env = "STRATA_HTTP_ADDR", value_name = "ADDR")]
+    pub(crate) http_addr: Option<SocketAddr>,
+
+    /// OTLP/gRPC receiver address [default: 0.0.0.0:4317].
+    #[arg(long, env = "STRATA_OTLP_GRPC_ADDR", value_name = "ADDR")]
+    pub(crate) otlp_grpc_addr: Option<SocketAddr>,
+
+    /// OTLP/HTTP receiver address [default: 0.0.0.0:4318].
+    #[arg(long, env = "STRATA_OTLP_HTTP_ADDR", value_name = "ADDR")]
+    pub(crate) otlp_http_addr: Option<SocketAddr>,
+
+    /// Cut a tenant's block when its buffered spans reach this size
+    /// (in-memory Arrow bytes) [default: 64MiB].
+    #[arg(long, env = "STRATA_BLOCK_MAX_BYTES", value_name = "SIZE")]
+    pub(crate) block_max_bytes: Option<ByteSize>,
+
+    /// Cut a tenant's block when its oldest buffered span is this old [default: 5m].
+    #[arg(long, env = "STRATA_BLOCK_MAX_AGE", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub(crate) block_max_age: Option<Duration>,
+
+    /// Refuse spans (HTTP 429 / gRPC RESOURCE_EXHAUSTED) while unflushed spans
+    /// of all tenants exceed this size [default: 1GiB].
+    #[arg(long, env = "STRATA_MAX_LIVE_BYTES", value_name = "SIZE")]
+    pub(crate) max_live_bytes: Option<ByteSize>,
+
+    /// Largest accepted OTLP request, after decompression [default: 16MiB].
+    #[arg(long, env = "STRATA_MAX_REQUEST_BYTES", value_name = "SIZE")]
+    pub(crate) max_request_bytes: Option<ByteSize>,
+
+    /// Keep spans queryable in the ingester this long after their block is
+    /// written, so polling queriers never miss them [default: 30s].
+    #[arg(long, env = "STRATA_COMPLETE_BLOCK_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub(crate) complete_block_timeout: Option<Duration>,
+
+    /// How often queriers re-list blocks in the store [default: 15s].
+    #[arg(long, env = "STRATA_BLOCKLIST_POLL", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub(crate) blocklist_poll: Option<Duration>,
+
+    /// Memory for cached bloom-filter shards [default: 256MiB].
+    #[arg(long, env = "STRATA_BLOOM_CACHE_BYTES", value_name = "SIZE")]
+    pub(crate) bloom_cache_bytes: Option<ByteSize>,
+
+    /// Target bloom-filter false-positive rate of new blocks [default: 0.01].
+    #[arg(long, env = "STRATA_BLOOM_FALSE_POSITIVE_RATE", value_name = "RATE")]
+    pub(crate) bloom_false_positive_rate: Option<f64>,
+
+    /// Delete blocks whose newest span is older than this [default: 14d].
+    #[arg(long, env = "STRATA_RETENTION", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub(crate) retention: Option<Duration>,
+
+    /// How often the compactor runs [default: 5m].
+    #[arg(long, env = "STRATA_COMPACTION_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub(crate) compaction_interval: Option<Duration>,
+
+    /// How long a block marked for deletion stays readable before its objects
+    /// are removed; keep it above twice the blocklist poll [default: 5m].
+    #[arg(long, env = "STRATA_DELETION_DELAY", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub(crate) deletion_delay: Option<Duration>,
+
+    /// How long a graceful shutdown may spend flushing buffered spans [default: 30s].
+    #[arg(long, env = "STRATA_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub(crate) shutdown_timeout: Option<Duration>,
+
+    /// S3 endpoint URL, overriding AWS_ENDPOINT_URL.
+    #[arg(long, env = "STRATA_S3_ENDPOINT", value_name = "URL")]
+    pub(crate) s3_endpoint: Option<String>,
+
+    /// S3 region, overriding AWS_REGION.
+    #[arg(long, env = "STRATA_S3_REGION")]
+    pub(crate) s3_region: Option<String>,
+
+    /// S3 access key ID, overriding AWS_ACCESS_KEY_ID.
+    #[arg(long, env = "STRATA_S3_ACCESS_KEY_ID")]
+    pub(crate) s3_access_key_id: Option<String>,
+
+    /// S3 secret access key, overriding AWS_SECRET_ACCESS_KEY.
+    #[arg(long, env = "STRATA_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub(crate) s3_secret_access_key: Option<String>,
+
+    /// Allow plain-HTTP S3 endpoints, overriding AWS_ALLOW_HTTP.
+    #[arg(long, env = "STRATA_S3_ALLOW_HTTP", value_name = "BOOL")]
+    pub(crate) s3_allow_http: Option<bool>,
+
+    /// Use virtual-hosted-style S3 requests instead of path-style.
+    #[arg(long, env = "STRATA_S3_VIRTUAL_HOSTED_STYLE", value_name = "BOOL")]
+    pub(crate) s3_virtual_hosted_style: Option<bool>,
+
+    /// Log filter, e.g. `info` or `strata=debug,info`; RUST_LOG also works [default: info].
+    #[arg(long, env = "STRATA_LOG_LEVEL", value_name = "FILTER")]
+    pub(crate) log_level: Option<String>,
+
+    /// Log format [default: text].
+    #[arg(long, env = "STRATA_LOG_FORMAT", value_enum)]
+    pub(crate) log_format: Option<LogFormat>,
+}
+
+/// Layers `$over` on `$under` field by field.
+macro_rules! layer {
+    ($over:expr, $under:expr, $($field:ident),+ $(,)?) => {
+        Settings { $($field: $over.$field.or($under.$field)),+ }
+    };
+}
+
+/// Resolved configuration with every default applied.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) target: Target,
+    pub(crate) storage: StorageLocation,
+    pub(crate) s3: S3Options,
+    pub(crate) http_addr: SocketAddr,
+    pub(crate) otlp_grpc_addr: SocketAddr,
+    pub(crate) otlp_http_addr: SocketAddr,
+    pub(crate) ingester: IngesterConfig,
+    pub(crate) querier: QuerierConfig,
+    pub(crate) compactor: strata_compactor::CompactorConfig,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) log_level: String,
+    pub(crate) log_format: LogFormat,
+}
+
+impl Settings {
+    /// Reads a YAML settings file.
+    pub(crate) fn from_file(path: &std::path::Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigFile {
+            path: path.to_owned(),
+            message: source.to_string(),
+        })?;
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        serde_yaml_ng::from_str(&text).map_err(|e| Error::ConfigFile {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// These settings, with gaps filled from `under`.
+    pub(crate) fn over(self, under: Settings) -> Settings {
+        layer!(
+            self,
+            under,
+            target,
+            storage,
+            http_addr,
+            otlp_grpc_addr,
+            otlp_http_addr,
+            block_max_bytes,
+            block_max_age,
+            max_live_bytes,
+            max_request_bytes,
+            complete_block_timeout,
+            blocklist_poll,
+            bloom_cache_bytes,
+            bloom_false_positive_rate,
+            retention,
+            compaction_interval,
+            deletion_delay,
+            shutdown_timeout,
+            s3_endpoint,
+            s3_region,
+            s3_access_key_id,
+            s3_secret_access_key,
+            s3_allow_http,
+            s3_virtual_hosted_style,
+            log_level,
+            log_format,
+        )
+    }
+
+    /// Applies defaults and checks values.
+    pub(crate) fn resolve(self) -> Result<Config> {
+        let bytes = |name: &'static str, value: Option<ByteSize>, default: u64| -> Result<usize> {
+            let value = value.map_or(default, |b| b.as_u64());
+            if value == 0 {
+                return Err(Error::Config(format!("{name} must be greater than zero")));
+            }
+            usize::try_from(value).map_err(|_| Error::Config(format!("{name} is too large")))
+        };
+        const MIB: u64 = 1024 * 1024;
+        let default_addr = |port: u16| SocketAddr::from(([0, 0, 0, 0], port));
+
+        let bloom_false_positive_rate = self.bloom_false_positive_rate.unwrap_or(0.01);
+        if !(bloom_false_positive_rate > 0.0 && bloom_false_positive_rate < 1.0) {
+            return Err(Error::Config(format!(
+                "bloom_false_positive_rate must be between 0 and 1, got {bloom_false_positive_rate}"
+            )));
+        }
+        let storage = StorageLocation::parse(self.storage.as_deref().unwrap_or("./data"))
+            .map_err(|e| Error::Config(e.to_string()))?;
+        let blocklist_poll = self.blocklist_poll.unwrap_or(Duration::from_secs(15));
+        if blocklist_poll.is_zero() {
+            return Err(Error::Config(
+                "blocklist_poll must be greater than zero".into(),
+            ));
+        }
+
+        Ok(Config {
+            target: self.target.unwrap_or(Target::All),
+            storage,
+            s3: S3Options {
+                endpoint: self.s3_endpoint,
+                region: self.s3_region,
+                access_key_id: self.s3_access_key_id,
+                secret_access_key: self.s3_secret_access_key,
+                allow_http: self.s3_allow_http,
+                virtual_hosted_style: self.s3_virtual_hosted_style,
+            },
+            http_addr: self.http_addr.unwrap_or(default_addr(3200)),
+            otlp_grpc_addr: self.otlp_grpc_addr.unwrap_or(default_addr(4317)),
+            otlp_http_addr: self.otlp_http_addr.unwrap_or(default_addr(4318)),
+            ingester: IngesterConfig {
+                block_max_bytes: bytes("block_max_bytes", self.block_max_bytes, 64 * MIB)?,
+                block_max_age: self.block_max_age.unwrap_or(Duration::from_secs(300)),
+                max_live_bytes: bytes("max_live_bytes", self.max_live_bytes, 1024 * MIB)?,
+                max_request_bytes: bytes("max_request_bytes", self.max_request_bytes, 16 * MIB)?,
+                complete_block_timeout: self
+                    .complete_block_timeout
+                    .unwrap_or(Duration::from_secs(30)),
+                flush_check_interval: Duration::from_secs(1),
+                block: BlockWriteOptions {
+                    bloom_false_positive_rate,
+                    ..BlockWriteOptions::default()
+                },
+            },
+            querier: QuerierConfig {
+                blocklist_poll,
+                bloom_cache_bytes: bytes("bloom_cache_bytes", self.bloom_cache_bytes, 256 * MIB)?
+                    as u64,
+            },
+            compactor: strata_compactor::CompactorConfig {
+                retention: self
+                    .retention
+                    .unwrap_or(Duration::from_secs(14 * 24 * 3600)),
+                interval: self.compaction_interval.unwrap_or(Duration::from_secs(300)),
+                deletion_delay: self.deletion_delay.unwrap_or(Duration::from_secs(300)),
+            },
+            shutdown_timeout: self.shutdown_timeout.unwrap_or(Duration::from_secs(30)),
+            log_level: self.log_level.unwrap_or_else(|| "info".to_owned()),
+            log_format: self.log_format.unwrap_or(LogFormat::Text),
+        })
+    }
+}
+
+impl Cli {
+    /// Layers flags and environment over the config file and resolves.
+    pub(crate) fn into_config(self) -> Result<Config> {
+        let file = match &self.config {
+            Some(path) => Settings::from_file(path)?,
+            None => Settings::default(),
+        };
+        self.settings.over(file).resolve()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_run_everything_on_local_disk() {
+        let config = Settings::default().resolve().unwrap();
+        assert_eq!(config.target, Target::All);
+        assert_eq!(config.storage, StorageLocation::Local("./data".into()));
+        assert_eq!(config.http_addr.port(), 3200);
+        assert_eq!(config.otlp_grpc_addr.port(), 4317);
+        assert_eq!(config.otlp_http_addr.port(), 4318);
+    }
+
+    #[test]
+    fn flags_beat_the_file() {
+        let file: Settings = serde_yaml_ng::from_str(
+            "block_max_bytes: 8MiB\nblock_max_age: 10s\nstorage: memory://\ntarget: querier\n",
+        )
+        .unwrap();
+        let flags = Settings {
+            block_max_age: Some(Duration::from_secs(2)),
+            ..Settings::default()
+        };
+        let config = flags.over(file).resolve().unwrap();
+        assert_eq!(config.ingester.block_max_bytes, 8 * 1024 * 1024);
+        assert_eq!(config.ingester.block_max_age, Duration::from_secs(2));
+        assert_eq!(config.storage, StorageLocation::Memory);
+        assert_eq!(config.target, Target::Querier);
+    }
+
+    #[test]
+    fn unknown_yaml_keys_are_rejected() {
+        let error = serde_yaml_ng::from_str::<Settings>("blok_max_bytes: 1MiB\n").unwrap_err();
+        assert!(error.to_string().contains("blok_max_bytes"), "{error}");
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        let zero = Settings {
+            block_max_bytes: Some(ByteSize::b(0)),
+            ..Settings::default()
+        };
+        assert!(zero.resolve().is_err());
+        let rate = Settings {
+            bloom_false_positive_rate: Some(1.5),
+            ..Settings::default()
+        };
+        assert!(rate.resolve().is_err());
+    }
+
+    #[test]
+    fn every_flag_has_an_environment_variable() {
+        use clap::CommandFactory;
+        for arg in Cli::command().get_arguments() {
+            if arg.get_id() == "help" || arg.get_id() == "version" {
+                continue;
+            }
+            let env = arg.get_env().map(|e| e.to_string_lossy().into_owned());
+            assert!(
+                env.as_deref().is_some_and(|e| e.starts_with("STRATA_")),
+                "--{} has no STRATA_ variable",
+                arg.get_id()
+            );
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! End-to-end tests: a real `strata` process, spans from the official
+//! OpenTelemetry SDK, and the Tempo HTTP API, on local disk and on a real
+//! S3-compatible server (SeaweedFS, started by `scripts/test.sh`).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub,
+    missing_debug_implementations
+)]
+
+mod api;
+mod bad_input;
+mod default_run;
+mod otlp;
+mod s3;
+mod support;
