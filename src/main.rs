@@ -17,7 +17,9 @@ use std::sync::{Arc, OnceLock};
 
 use clap::Parser;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use object_store::ObjectStore;
 use strata_common::LiveTraceSource;
+use strata_common::storage::MeteredStore;
 use strata_compactor::Compactor;
 use strata_ingester::{Ingester, OtlpGrpcService};
 use strata_querier::{BlockList, Querier};
@@ -88,7 +90,8 @@ async fn run(config: Config) -> Result<()> {
         metrics,
         ready: AtomicBool::new(false),
     });
-    let store = config.storage.open(&config.s3)?;
+    // Every request to the store is counted for /metrics.
+    let store: Arc<dyn ObjectStore> = Arc::new(MeteredStore::new(config.storage.open(&config.s3)?));
 
     // The ingester announces each written block to an in-process querier, so
     // the querier serves it before its next poll of the store.

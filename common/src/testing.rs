@@ -3,12 +3,25 @@
 //! OTLP lets a sender group spans by resource and scope however it likes,
 //! and Strata regroups them on read. Two traces are the same when the
 //! multisets of (resource, scope, span) triples are equal; this module
-//! flattens traces into such sorted lists.
+//! flattens traces into such sorted lists. [`FaultyStore`] injects storage
+//! outages.
 
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
 use prost::Message;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result as StoreResult,
+};
 
 /// One span with its resource and scope.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,4 +76,100 @@ pub fn flatten(resource_spans: &[ResourceSpans]) -> Vec<FlatSpan> {
         .collect();
     out.sort_by_cached_key(FlatSpan::sort_key);
     out
+}
+
+/// An object-store decorator that fails requests on demand, to test how
+/// components behave during a storage outage.
+#[derive(Debug)]
+pub struct FaultyStore {
+    inner: Arc<dyn ObjectStore>,
+    failing: AtomicBool,
+}
+
+impl FaultyStore {
+    /// Wraps `inner`; requests succeed until [`set_failing`](Self::set_failing).
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        Self {
+            inner,
+            failing: AtomicBool::new(false),
+        }
+    }
+
+    /// Makes every request fail (`true`) or pass through (`false`).
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> StoreResult<()> {
+        if self.failing.load(Ordering::SeqCst) {
+            Err(object_store::Error::Generic {
+                store: "faulty",
+                source: "injected outage".into(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl fmt::Display for FaultyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Faulty({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FaultyStore {
+    async fn put_opts(
+        &self,
+        location: &ObjectPath,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> StoreResult<PutResult> {
+        self.check()?;
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &ObjectPath,
+        opts: PutMultipartOptions,
+    ) -> StoreResult<Box<dyn MultipartUpload>> {
+        self.check()?;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &ObjectPath, options: GetOptions) -> StoreResult<GetResult> {
+        self.check()?;
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, StoreResult<ObjectPath>>,
+    ) -> BoxStream<'static, StoreResult<ObjectPath>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&ObjectPath>) -> BoxStream<'static, StoreResult<ObjectMeta>> {
+        match self.check() {
+            Ok(()) => self.inner.list(prefix),
+            Err(e) => Box::pin(futures::stream::once(async move { Err(e) })),
+        }
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&ObjectPath>) -> StoreResult<ListResult> {
+        self.check()?;
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &ObjectPath,
+        to: &ObjectPath,
+        options: CopyOptions,
+    ) -> StoreResult<()> {
+        self.check()?;
+        self.inner.copy_opts(from, to, options).await
+    }
 }

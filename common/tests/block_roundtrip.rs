@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)]
+
 //! Round-trip fidelity: any OTLP request written into a real block and read
 //! back comes out equal, up to the regrouping of spans by resource and scope.
 

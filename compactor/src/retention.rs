@@ -62,11 +62,10 @@ pub(crate) async fn enforce(
                 }
                 Some(_) => {}
                 None => {
-                    if let Some(marker) = read_marker(store, &tenant, block).await? {
-                        if marker.deleted_at_unix_nano <= delete_before {
-                            delete_block(store, &tenant, block).await?;
-                            report.blocks_deleted += 1;
-                        }
+                    let marker = read_marker(store, &tenant, block).await?;
+                    if marker.is_some_and(|m| m.deleted_at_unix_nano <= delete_before) {
+                        delete_block(store, &tenant, block).await?;
+                        report.blocks_deleted += 1;
                     }
                 }
             }

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)]
+
 //! Retention retires old blocks in two phases and leaves recent ones alone.
 
 use std::sync::Arc;

@@ -278,17 +278,16 @@ impl Ingester {
         let mut state = self.lock();
         let keep_until = Instant::now() + self.config.complete_block_timeout;
         let mut freed = 0;
-        if let Some(buffer) = state.tenants.get_mut(tenant) {
-            if let Some(pos) = buffer.pending.iter().position(|c| c.id == cut_id) {
-                if let Some(cut) = buffer.pending.remove(pos) {
-                    freed = cut.bytes;
-                    if !self.config.complete_block_timeout.is_zero() {
-                        buffer.recent.push_back(RecentBlock {
-                            keep_until,
-                            batches: cut.batches,
-                        });
-                    }
-                }
+        if let Some(buffer) = state.tenants.get_mut(tenant)
+            && let Some(pos) = buffer.pending.iter().position(|c| c.id == cut_id)
+            && let Some(cut) = buffer.pending.remove(pos)
+        {
+            freed = cut.bytes;
+            if !self.config.complete_block_timeout.is_zero() {
+                buffer.recent.push_back(RecentBlock {
+                    keep_until,
+                    batches: cut.batches,
+                });
             }
         }
         state.unflushed_bytes = state.unflushed_bytes.saturating_sub(freed);

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder, Int32Builder,
-    Int64Builder, ListArray, RecordBatch, StringBuilder, StructArray, TimestampNanosecondBuilder,
-    UInt8Builder, UInt32Builder, UInt64Builder,
+    ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder,
+    Int32Builder, Int64Builder, ListArray, RecordBatch, StringBuilder, StructArray,
+    TimestampNanosecondBuilder, UInt8Builder, UInt32Builder, UInt64Builder,
 };
 use arrow::buffer::OffsetBuffer;
 use arrow::datatypes::Field;
@@ -106,37 +106,111 @@ impl Default for SpanBatchBuilder {
     }
 }
 
+/// How many rows and list items a request will produce, so builders can be
+/// sized exactly: a batch holds its builders' allocations for as long as it
+/// sits in the live buffer, and Arrow's default capacities (1,024 rows per
+/// column) would make a one-span request cost hundreds of KiB.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Capacity {
+    /// Span rows.
+    pub spans: usize,
+    /// Span attributes over all spans.
+    pub span_attributes: usize,
+    /// Resource attributes, repeated for every span of the resource.
+    pub resource_attributes: usize,
+    /// Scope attributes, repeated for every span of the scope.
+    pub scope_attributes: usize,
+    /// Events over all spans.
+    pub events: usize,
+    /// Event attributes over all events.
+    pub event_attributes: usize,
+    /// Links over all spans.
+    pub links: usize,
+    /// Link attributes over all links.
+    pub link_attributes: usize,
+}
+
+impl Capacity {
+    /// Counts what `request` will append.
+    pub fn of(request: &ExportTraceServiceRequest) -> Self {
+        let mut c = Self::default();
+        for rs in &request.resource_spans {
+            let resource = rs.resource.as_ref().map_or(0, |r| r.attributes.len());
+            for ss in &rs.scope_spans {
+                let scope = ss.scope.as_ref().map_or(0, |s| s.attributes.len());
+                let n = ss.spans.len();
+                c.spans += n;
+                c.resource_attributes += resource * n;
+                c.scope_attributes += scope * n;
+                for span in &ss.spans {
+                    c.span_attributes += span.attributes.len();
+                    c.events += span.events.len();
+                    c.event_attributes += span
+                        .events
+                        .iter()
+                        .map(|e| e.attributes.len())
+                        .sum::<usize>();
+                    c.links += span.links.len();
+                    c.link_attributes +=
+                        span.links.iter().map(|l| l.attributes.len()).sum::<usize>();
+                }
+            }
+        }
+        c
+    }
+}
+
+/// Bytes reserved per string value before a builder has to grow.
+const STRING_BYTES_HINT: usize = 16;
+
+fn strings(items: usize) -> StringBuilder {
+    StringBuilder::with_capacity(items, items * STRING_BYTES_HINT)
+}
+
 impl SpanBatchBuilder {
-    /// An empty builder.
+    /// An empty builder with Arrow's default capacities, for appending an
+    /// unknown number of spans.
     pub fn new() -> Self {
+        Self::with_capacity(Capacity {
+            spans: 1024,
+            ..Capacity::default()
+        })
+    }
+
+    /// An empty builder sized for `capacity`.
+    pub fn with_capacity(capacity: Capacity) -> Self {
+        let n = capacity.spans;
         Self {
-            trace_id: FixedSizeBinaryBuilder::new(16),
-            span_id: FixedSizeBinaryBuilder::new(8),
-            parent_span_id: FixedSizeBinaryBuilder::new(8),
-            trace_state: StringBuilder::new(),
-            flags: UInt32Builder::new(),
-            name: StringBuilder::new(),
-            kind: Int32Builder::new(),
-            start_time: TimestampNanosecondBuilder::new().with_timezone("UTC"),
-            duration_nanos: Int64Builder::new(),
-            status_code: Int32Builder::new(),
-            status_message: StringBuilder::new(),
-            attributes: AttributeListBuilder::default(),
-            dropped_attributes_count: UInt32Builder::new(),
-            events: EventListBuilder::default(),
-            dropped_events_count: UInt32Builder::new(),
-            links: LinkListBuilder::default(),
-            dropped_links_count: UInt32Builder::new(),
-            service_name: StringBuilder::new(),
-            resource_attributes: AttributeListBuilder::default(),
-            resource_dropped_attributes_count: UInt32Builder::new(),
-            resource_schema_url: StringBuilder::new(),
-            resource_entity_refs: BinaryBuilder::new(),
-            scope_name: StringBuilder::new(),
-            scope_version: StringBuilder::new(),
-            scope_attributes: AttributeListBuilder::default(),
-            scope_dropped_attributes_count: UInt32Builder::new(),
-            scope_schema_url: StringBuilder::new(),
+            trace_id: FixedSizeBinaryBuilder::with_capacity(n, 16),
+            span_id: FixedSizeBinaryBuilder::with_capacity(n, 8),
+            parent_span_id: FixedSizeBinaryBuilder::with_capacity(n, 8),
+            trace_state: strings(n),
+            flags: UInt32Builder::with_capacity(n),
+            name: strings(n),
+            kind: Int32Builder::with_capacity(n),
+            start_time: TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC"),
+            duration_nanos: Int64Builder::with_capacity(n),
+            status_code: Int32Builder::with_capacity(n),
+            status_message: strings(n),
+            attributes: AttributeListBuilder::with_capacity(n, capacity.span_attributes),
+            dropped_attributes_count: UInt32Builder::with_capacity(n),
+            events: EventListBuilder::with_capacity(n, capacity.events, capacity.event_attributes),
+            dropped_events_count: UInt32Builder::with_capacity(n),
+            links: LinkListBuilder::with_capacity(n, capacity.links, capacity.link_attributes),
+            dropped_links_count: UInt32Builder::with_capacity(n),
+            service_name: strings(n),
+            resource_attributes: AttributeListBuilder::with_capacity(
+                n,
+                capacity.resource_attributes,
+            ),
+            resource_dropped_attributes_count: UInt32Builder::with_capacity(n),
+            resource_schema_url: strings(n),
+            resource_entity_refs: BinaryBuilder::with_capacity(n, 0),
+            scope_name: strings(n),
+            scope_version: strings(n),
+            scope_attributes: AttributeListBuilder::with_capacity(n, capacity.scope_attributes),
+            scope_dropped_attributes_count: UInt32Builder::with_capacity(n),
+            scope_schema_url: strings(n),
             rows: 0,
         }
     }
@@ -278,7 +352,7 @@ impl SpanBatchBuilder {
 /// Converts one request into a span batch, validating it first.
 pub fn request_to_batch(request: &ExportTraceServiceRequest) -> Result<RecordBatch> {
     validate_request(request)?;
-    let mut builder = SpanBatchBuilder::new();
+    let mut builder = SpanBatchBuilder::with_capacity(Capacity::of(request));
     builder.append_request(request);
     builder.finish()
 }
@@ -319,6 +393,15 @@ impl Default for Offsets {
 }
 
 impl Offsets {
+    fn with_capacity(rows: usize) -> Self {
+        let mut values = Vec::with_capacity(rows + 1);
+        values.push(0);
+        Self {
+            values,
+            overflowed: false,
+        }
+    }
+
     fn push_len(&mut self, len: usize) {
         let last = self.values.last().copied().unwrap_or(0);
         let next = i32::try_from(len)
@@ -355,22 +438,20 @@ struct AttributeListBuilder {
     bytes: BinaryBuilder,
 }
 
-impl Default for AttributeListBuilder {
-    fn default() -> Self {
+impl AttributeListBuilder {
+    fn with_capacity(rows: usize, items: usize) -> Self {
         Self {
-            offsets: Offsets::default(),
-            key: StringBuilder::new(),
-            value_type: UInt8Builder::new(),
-            str: StringBuilder::new(),
-            int: Int64Builder::new(),
-            double: Float64Builder::new(),
-            bool: BooleanBuilder::new(),
-            bytes: BinaryBuilder::new(),
+            offsets: Offsets::with_capacity(rows),
+            key: strings(items),
+            value_type: UInt8Builder::with_capacity(items),
+            str: strings(items),
+            int: Int64Builder::with_capacity(items),
+            double: Float64Builder::with_capacity(items),
+            bool: BooleanBuilder::with_capacity(items),
+            bytes: BinaryBuilder::with_capacity(items, 0),
         }
     }
-}
 
-impl AttributeListBuilder {
     fn append_row(&mut self, attributes: &[KeyValue]) {
         for kv in attributes {
             self.append_attribute(kv);
@@ -379,68 +460,63 @@ impl AttributeListBuilder {
     }
 
     fn append_attribute(&mut self, kv: &KeyValue) {
+        use any_value::Value;
         self.key.append_value(&kv.key);
-        let (value_type, str, int, double, bool, bytes): (
-            AttributeType,
-            Option<&str>,
-            Option<i64>,
-            Option<f64>,
-            Option<bool>,
-            Option<std::borrow::Cow<'_, [u8]>>,
-        ) = match kv.value.as_ref().map(|v| v.value.as_ref()) {
-            None => (AttributeType::Absent, None, None, None, None, None),
-            Some(None) => (AttributeType::Empty, None, None, None, None, None),
-            Some(Some(any_value::Value::StringValue(s))) => {
-                (AttributeType::String, Some(s), None, None, None, None)
+        // Each value fills the one slot of its type; the others get a null
+        // below, so every child array stays as long as `key`.
+        let value_type = match kv.value.as_ref().map(|v| v.value.as_ref()) {
+            None => AttributeType::Absent,
+            Some(None) => AttributeType::Empty,
+            Some(Some(Value::StringValue(s))) => {
+                self.str.append_value(s);
+                AttributeType::String
             }
-            Some(Some(any_value::Value::BoolValue(b))) => {
-                (AttributeType::Bool, None, None, None, Some(*b), None)
+            Some(Some(Value::BoolValue(b))) => {
+                self.bool.append_value(*b);
+                AttributeType::Bool
             }
-            Some(Some(any_value::Value::IntValue(i))) => {
-                (AttributeType::Int, None, Some(*i), None, None, None)
+            Some(Some(Value::IntValue(i))) => {
+                self.int.append_value(*i);
+                AttributeType::Int
             }
-            Some(Some(any_value::Value::StringValueStrindex(i))) => (
-                AttributeType::StringTableIndex,
-                None,
-                Some(i64::from(*i)),
-                None,
-                None,
-                None,
-            ),
-            Some(Some(any_value::Value::DoubleValue(d))) => {
-                (AttributeType::Double, None, None, Some(*d), None, None)
+            Some(Some(Value::StringValueStrindex(i))) => {
+                self.int.append_value(i64::from(*i));
+                AttributeType::StringTableIndex
             }
-            Some(Some(any_value::Value::BytesValue(b))) => (
-                AttributeType::Bytes,
-                None,
-                None,
-                None,
-                None,
-                Some(std::borrow::Cow::Borrowed(b.as_slice())),
-            ),
-            Some(Some(value @ any_value::Value::ArrayValue(_))) => (
-                AttributeType::Array,
-                None,
-                None,
-                None,
-                None,
-                Some(std::borrow::Cow::Owned(encode_any_value(value))),
-            ),
-            Some(Some(value @ any_value::Value::KvlistValue(_))) => (
-                AttributeType::KeyValueList,
-                None,
-                None,
-                None,
-                None,
-                Some(std::borrow::Cow::Owned(encode_any_value(value))),
-            ),
+            Some(Some(Value::DoubleValue(d))) => {
+                self.double.append_value(*d);
+                AttributeType::Double
+            }
+            Some(Some(Value::BytesValue(b))) => {
+                self.bytes.append_value(b);
+                AttributeType::Bytes
+            }
+            Some(Some(value @ Value::ArrayValue(_))) => {
+                self.bytes.append_value(encode_any_value(value));
+                AttributeType::Array
+            }
+            Some(Some(value @ Value::KvlistValue(_))) => {
+                self.bytes.append_value(encode_any_value(value));
+                AttributeType::KeyValueList
+            }
         };
         self.value_type.append_value(value_type as u8);
-        self.str.append_option(str);
-        self.int.append_option(int);
-        self.double.append_option(double);
-        self.bool.append_option(bool);
-        self.bytes.append_option(bytes);
+        let len = self.key.len();
+        if self.str.len() < len {
+            self.str.append_null();
+        }
+        if self.int.len() < len {
+            self.int.append_null();
+        }
+        if self.double.len() < len {
+            self.double.append_null();
+        }
+        if self.bool.len() < len {
+            self.bool.append_null();
+        }
+        if self.bytes.len() < len {
+            self.bytes.append_null();
+        }
     }
 
     fn finish(&mut self) -> Result<ListArray> {
@@ -485,19 +561,17 @@ struct EventListBuilder {
     dropped_attributes_count: UInt32Builder,
 }
 
-impl Default for EventListBuilder {
-    fn default() -> Self {
+impl EventListBuilder {
+    fn with_capacity(rows: usize, events: usize, attributes: usize) -> Self {
         Self {
-            offsets: Offsets::default(),
-            time_unix_nano: UInt64Builder::new(),
-            name: StringBuilder::new(),
-            attributes: AttributeListBuilder::default(),
-            dropped_attributes_count: UInt32Builder::new(),
+            offsets: Offsets::with_capacity(rows),
+            time_unix_nano: UInt64Builder::with_capacity(events),
+            name: strings(events),
+            attributes: AttributeListBuilder::with_capacity(events, attributes),
+            dropped_attributes_count: UInt32Builder::with_capacity(events),
         }
     }
-}
 
-impl EventListBuilder {
     fn append_row(&mut self, events: &[span::Event]) {
         for event in events {
             self.time_unix_nano.append_value(event.time_unix_nano);
@@ -537,21 +611,19 @@ struct LinkListBuilder {
     dropped_attributes_count: UInt32Builder,
 }
 
-impl Default for LinkListBuilder {
-    fn default() -> Self {
+impl LinkListBuilder {
+    fn with_capacity(rows: usize, links: usize, attributes: usize) -> Self {
         Self {
-            offsets: Offsets::default(),
-            trace_id: FixedSizeBinaryBuilder::new(16),
-            span_id: FixedSizeBinaryBuilder::new(8),
-            trace_state: StringBuilder::new(),
-            flags: UInt32Builder::new(),
-            attributes: AttributeListBuilder::default(),
-            dropped_attributes_count: UInt32Builder::new(),
+            offsets: Offsets::with_capacity(rows),
+            trace_id: FixedSizeBinaryBuilder::with_capacity(links, 16),
+            span_id: FixedSizeBinaryBuilder::with_capacity(links, 8),
+            trace_state: strings(links),
+            flags: UInt32Builder::with_capacity(links),
+            attributes: AttributeListBuilder::with_capacity(links, attributes),
+            dropped_attributes_count: UInt32Builder::with_capacity(links),
         }
     }
-}
 
-impl LinkListBuilder {
     fn append_row(&mut self, links: &[span::Link]) {
         for link in links {
             append_fixed_or_null(&mut self.trace_id, &link.trace_id);
@@ -595,4 +667,47 @@ fn list_of_structs(
     );
     ListArray::try_new(Arc::new(item), offsets.finish()?, Arc::new(values), None)
         .map_err(Error::arrow(format!("building {what} list")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::trace::v1::ScopeSpans;
+
+    #[test]
+    fn a_small_request_makes_a_small_batch() {
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        trace_id: vec![1; 16],
+                        span_id: vec![2; 8],
+                        name: "GET /".into(),
+                        attributes: vec![KeyValue {
+                            key: "http.method".into(),
+                            value: Some(AnyValue {
+                                value: Some(any_value::Value::StringValue("GET".into())),
+                            }),
+                            ..KeyValue::default()
+                        }],
+                        ..Span::default()
+                    }],
+                    ..ScopeSpans::default()
+                }],
+                ..ResourceSpans::default()
+            }],
+        };
+        let batch = request_to_batch(&request).unwrap();
+        // Sized to its content, not to Arrow's default 1,024 rows a column
+        // (which costs ~300 KiB); what remains is ~60 arrays' 64-byte-aligned
+        // buffers.
+        let mut default_sized = SpanBatchBuilder::new();
+        default_sized.append_request(&request);
+        assert!(default_sized.finish().unwrap().get_array_memory_size() > 100 * 1024);
+        assert!(
+            batch.get_array_memory_size() < 16 * 1024,
+            "{} bytes for one span",
+            batch.get_array_memory_size()
+        );
+    }
 }

@@ -8,4 +8,6 @@ mod decode;
 mod encode;
 
 pub use decode::batches_to_resource_spans;
-pub use encode::{SERVICE_NAME_KEY, SpanBatchBuilder, request_to_batch, validate_request};
+pub use encode::{
+    Capacity, SERVICE_NAME_KEY, SpanBatchBuilder, request_to_batch, validate_request,
+};

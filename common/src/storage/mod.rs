@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+mod metered;
+
+pub use metered::{MeteredStore, ObjectKind, RequestCounts};
+
 /// S3 settings that override the usual `AWS_*` environment variables
 /// (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`,
 /// `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`, ...).
