@@ -82,6 +82,7 @@ const LATENCY_BUCKETS: &[f64] = &[
 ];
 
 async fn run(config: Config) -> Result<()> {
+    let mut signals = ShutdownSignals::install()?;
     let metrics = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
         .and_then(|b| b.install_recorder())
@@ -185,7 +186,7 @@ async fn run(config: Config) -> Result<()> {
 
     let mut failure = None;
     tokio::select! {
-        () = shutdown_signal() => info!("shutdown requested"),
+        () = signals.recv() => info!("shutdown requested"),
         Some(result) = servers.join_next() => {
             failure = Some(match result {
                 Ok(Ok(())) => Error::Serve { what: "a", message: "stopped unexpectedly".into() },
@@ -242,27 +243,34 @@ async fn serve_grpc(
         })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            warn!(error = %e, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
+/// SIGINT and SIGTERM listeners, installed at start-up: a signal that
+/// arrives before the servers are up must still mean a graceful stop, not
+/// the default of dying with buffered spans.
+struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn install() -> Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind: SignalKind, name: &'static str| {
+            signal(kind).map_err(|e| Error::Serve {
+                what: name,
+                message: format!("cannot listen for the signal: {e}"),
+            })
+        };
+        Ok(Self {
+            interrupt: listen(SignalKind::interrupt(), "SIGINT")?,
+            terminate: listen(SignalKind::terminate(), "SIGTERM")?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {},
+            _ = self.terminate.recv() => {},
         }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
     }
 }
 

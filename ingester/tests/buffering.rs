@@ -52,10 +52,13 @@ async fn spans_survive_a_storage_outage_and_are_written_when_it_ends() {
     let faulty = Arc::new(FaultyStore::new(Arc::clone(&memory)));
     let written = Arc::new(AtomicUsize::new(0));
     let counter = Arc::clone(&written);
-    let ingester = Ingester::new(faulty.clone(), IngesterConfig::default())
-        .with_block_written_hook(Arc::new(move |_| {
-            counter.fetch_add(1, Ordering::SeqCst);
-        }));
+    let ingester = Ingester::new(
+        Arc::clone(&faulty) as Arc<dyn ObjectStore>,
+        IngesterConfig::default(),
+    )
+    .with_block_written_hook(Arc::new(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    }));
     let tenant = TenantId::new("acme").unwrap();
     assert_eq!(ingester.push(&tenant, &request(7, 3)).unwrap(), 3);
 

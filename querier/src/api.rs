@@ -21,6 +21,7 @@ use serde::Deserialize;
 use strata_common::{TenantId, TraceId};
 
 use crate::error::Error;
+use crate::tempopb::trace_by_id_response::PartialStatus;
 use crate::tempopb::{Trace, TraceByIdMetrics, TraceByIdResponse};
 use crate::trace_by_id::{FoundTrace, TimeRange};
 use crate::{Querier, tempo_json};
@@ -71,6 +72,10 @@ async fn trace_v1(
     timed("trace_by_id_v1", async {
         let format = Format::from_headers(&headers);
         let found = lookup(&querier, &trace_id, &params, &headers).await?;
+        if found.span_count == 0 && found.failed_blocks > 0 {
+            // Absent, or in a block we could not read: not a confident 404.
+            return Ok((StatusCode::SERVICE_UNAVAILABLE, partial_message(&found)).into_response());
+        }
         if found.span_count == 0 {
             return Ok((StatusCode::NOT_FOUND, "trace not found").into_response());
         }
@@ -96,27 +101,40 @@ async fn trace_v2(
     timed("trace_by_id_v2", async {
         let format = Format::from_headers(&headers);
         let found = lookup(&querier, &trace_id, &params, &headers).await?;
+        let partial = (found.failed_blocks > 0).then(|| partial_message(&found));
         Ok(match format {
             Format::Json => json_response(&tempo_json::trace_by_id_v2(
                 &found.resource_spans,
                 found.inspected_bytes,
+                partial.as_deref(),
             )),
             Format::Protobuf => protobuf_response(
                 TraceByIdResponse {
+                    status: if partial.is_some() {
+                        PartialStatus::Partial as i32
+                    } else {
+                        PartialStatus::Complete as i32
+                    },
+                    message: partial.unwrap_or_default(),
                     trace: Some(Trace {
                         resource_spans: found.resource_spans,
                     }),
                     metrics: Some(TraceByIdMetrics {
                         inspected_bytes: found.inspected_bytes,
                     }),
-                    status: 0,
-                    message: String::new(),
                 }
                 .encode_to_vec(),
             ),
         })
     })
     .await
+}
+
+fn partial_message(found: &FoundTrace) -> String {
+    format!(
+        "{} block(s) could not be read; the trace may be incomplete",
+        found.failed_blocks
+    )
 }
 
 async fn lookup(

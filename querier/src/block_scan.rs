@@ -6,6 +6,7 @@
 //! and filters rows while decoding, so only the pages holding the trace are
 //! fetched. Parquet footers and page indexes are cached by DataFusion's
 //! file-metadata cache: blocks are immutable, so entries never go stale.
+//! Each block is its own plan, so one unreadable block costs only its spans.
 
 use std::sync::Arc;
 
@@ -13,17 +14,20 @@ use arrow::array::RecordBatch;
 use datafusion::common::ScalarValue;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::Operator;
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{BinaryExpr, col, lit};
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::SessionContext;
+use futures::StreamExt;
 use object_store::ObjectStore;
 use strata_common::schema::columns;
-use strata_common::{BlockMeta, TraceId, paths, span_schema};
+use strata_common::{BlockId, BlockMeta, TraceId, paths, span_schema};
+use tracing::warn;
 use url::Url;
 
 use crate::error::Result;
@@ -53,7 +57,18 @@ pub(crate) struct ScanOutput {
     pub(crate) batches: Vec<RecordBatch>,
     /// Bytes fetched from the store (not counting cached metadata).
     pub(crate) bytes_scanned: u64,
+    /// Blocks that could not be read.
+    pub(crate) failed_blocks: Vec<BlockId>,
 }
+
+/// What one block's scan produced.
+struct BlockScan {
+    batches: Vec<RecordBatch>,
+    bytes_scanned: u64,
+}
+
+/// How many blocks one lookup reads at once.
+const BLOCK_SCAN_CONCURRENCY: usize = 16;
 
 impl BlockScanner {
     /// A scanner reading blocks from `store`.
@@ -71,17 +86,16 @@ impl BlockScanner {
         })
     }
 
-    /// The spans of `trace_id` in `blocks`.
+    /// The spans of `trace_id` in `blocks`. Blocks are scanned concurrently;
+    /// a block that cannot be read is reported in
+    /// [`ScanOutput::failed_blocks`] instead of failing the whole lookup.
     pub(crate) async fn scan_trace(
         &self,
         blocks: &[Arc<BlockMeta>],
         trace_id: &TraceId,
     ) -> Result<ScanOutput> {
-        if blocks.is_empty() {
-            return Ok(ScanOutput::default());
-        }
         let schema = span_schema();
-        let predicate = Arc::new(BinaryExpr::new(
+        let predicate: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(
             col(columns::TRACE_ID, &schema)?,
             Operator::Eq,
             lit(ScalarValue::FixedSizeBinary(
@@ -89,23 +103,47 @@ impl BlockScanner {
                 Some(trace_id.as_bytes().to_vec()),
             )),
         ));
-        let source = ParquetSource::new(Arc::clone(&schema))
-            .with_predicate(Arc::clone(&predicate) as _)
+        let results: Vec<(BlockId, Result<BlockScan>)> =
+            futures::stream::iter(blocks.iter().map(Arc::clone))
+                .map(|meta| {
+                    let predicate = Arc::clone(&predicate);
+                    async move { (meta.block_id, self.scan_block(&meta, predicate).await) }
+                })
+                .buffer_unordered(BLOCK_SCAN_CONCURRENCY)
+                .collect()
+                .await;
+        let mut output = ScanOutput::default();
+        for (block, result) in results {
+            match result {
+                Ok(scan) => {
+                    output.batches.extend(scan.batches);
+                    output.bytes_scanned += scan.bytes_scanned;
+                }
+                Err(error) => {
+                    warn!(%block, %error, "reading block failed");
+                    metrics::counter!("strata_querier_block_read_failures_total").increment(1);
+                    output.failed_blocks.push(block);
+                }
+            }
+        }
+        Ok(output)
+    }
+
+    async fn scan_block(
+        &self,
+        meta: &BlockMeta,
+        predicate: Arc<dyn PhysicalExpr>,
+    ) -> Result<BlockScan> {
+        let source = ParquetSource::new(span_schema())
+            .with_predicate(Arc::clone(&predicate))
             .with_pushdown_filters(true)
             .with_enable_page_index(true)
             .with_parquet_file_reader_factory(Arc::clone(&self.reader_factory) as _);
-        // One file group per block, so blocks are read concurrently.
-        let groups = blocks
-            .iter()
-            .map(|meta| {
-                let path = paths::data_path(&meta.tenant, meta.block_id);
-                let file = PartitionedFile::new(path.to_string(), meta.data_size_bytes)
-                    .with_metadata_size_hint(usize::try_from(meta.footer_size_bytes).unwrap_or(0));
-                FileGroup::new(vec![file])
-            })
-            .collect();
+        let path = paths::data_path(&meta.tenant, meta.block_id);
+        let file = PartitionedFile::new(path.to_string(), meta.data_size_bytes)
+            .with_metadata_size_hint(usize::try_from(meta.footer_size_bytes).unwrap_or(0));
         let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
-            .with_file_groups(groups)
+            .with_file(file)
             .build();
         let scan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
         // Row-level pushdown already filters; the FilterExec guarantees exact
@@ -118,7 +156,7 @@ impl BlockScanner {
             .and_then(|m| m.sum_by_name("bytes_scanned"))
             .map(|v| v.as_usize() as u64)
             .unwrap_or(0);
-        Ok(ScanOutput {
+        Ok(BlockScan {
             batches,
             bytes_scanned,
         })

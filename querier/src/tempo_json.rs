@@ -22,7 +22,11 @@ pub(crate) fn trace_v1(resource_spans: &[ResourceSpans]) -> Value {
 }
 
 /// The v2 `/api/v2/traces/<id>` body.
-pub(crate) fn trace_by_id_v2(resource_spans: &[ResourceSpans], inspected_bytes: u64) -> Value {
+pub(crate) fn trace_by_id_v2(
+    resource_spans: &[ResourceSpans],
+    inspected_bytes: u64,
+    partial: Option<&str>,
+) -> Value {
     let mut trace = Map::new();
     if !resource_spans.is_empty() {
         trace.insert(
@@ -37,7 +41,12 @@ pub(crate) fn trace_by_id_v2(resource_spans: &[ResourceSpans], inspected_bytes: 
             Value::String(inspected_bytes.to_string()),
         );
     }
-    json!({ "trace": trace, "metrics": metrics })
+    let mut body = json!({ "trace": trace, "metrics": metrics });
+    if let Some(message) = partial {
+        body["status"] = Value::String("PARTIAL".into());
+        body["message"] = Value::String(message.into());
+    }
+    body
 }
 
 /// Builds a JSON object, skipping fields at their proto3 default.
@@ -293,9 +302,12 @@ mod tests {
     #[test]
     fn v1_uses_batches_and_v2_wraps_the_trace() {
         assert_eq!(trace_v1(&[]), json!({"batches": []}));
-        assert_eq!(trace_by_id_v2(&[], 0), json!({"trace": {}, "metrics": {}}));
         assert_eq!(
-            trace_by_id_v2(&[ResourceSpans::default()], 42)["metrics"]["inspectedBytes"],
+            trace_by_id_v2(&[], 0, None),
+            json!({"trace": {}, "metrics": {}})
+        );
+        assert_eq!(
+            trace_by_id_v2(&[ResourceSpans::default()], 42, None)["metrics"]["inspectedBytes"],
             "42"
         );
     }

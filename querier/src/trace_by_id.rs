@@ -21,6 +21,7 @@ use crate::block_scan::BlockScanner;
 use crate::blocklist::BlockList;
 use crate::bloom_cache::BloomCache;
 use crate::error::{Error, Result};
+use tracing::warn;
 
 /// How many bloom shards a lookup checks at once.
 const BLOOM_CHECK_CONCURRENCY: usize = 32;
@@ -45,6 +46,9 @@ pub struct FoundTrace {
     pub inspected_bytes: u64,
     /// Blocks whose data was scanned (after time and bloom pruning).
     pub blocks_scanned: usize,
+    /// Blocks that could not be read: when non-zero the trace may be
+    /// incomplete.
+    pub failed_blocks: usize,
 }
 
 /// Finds traces by ID across blocks and live sources.
@@ -98,6 +102,7 @@ impl TraceFinder {
             span_count,
             inspected_bytes: scan.bytes_scanned,
             blocks_scanned: candidates.len(),
+            failed_blocks: scan.failed_blocks.len(),
         })
     }
 
@@ -117,8 +122,14 @@ impl TraceFinder {
         let store = self.blocks.store().as_ref();
         let checked: Vec<Option<Arc<BlockMeta>>> = futures::stream::iter(in_range)
             .map(|meta| async move {
-                let keep = self.blooms.may_contain(store, &meta, trace_id).await?;
-                Ok::<_, Error>(keep.then_some(meta))
+                match self.blooms.may_contain(store, &meta, trace_id).await {
+                    Ok(keep) => Ok::<_, Error>(keep.then_some(meta)),
+                    // Without its bloom the block cannot be ruled out: scan it.
+                    Err(error) => {
+                        warn!(block = %meta.block_id, %error, "bloom shard unreadable; scanning the block");
+                        Ok(Some(meta))
+                    }
+                }
             })
             .buffer_unordered(BLOOM_CHECK_CONCURRENCY)
             .try_collect()

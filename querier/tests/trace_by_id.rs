@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use async_trait::async_trait;
-use object_store::ObjectStore;
 use object_store::memory::InMemory;
+use object_store::{ObjectStore, ObjectStoreExt};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use strata_common::block::{BlockWriteOptions, write_block};
@@ -270,4 +270,40 @@ async fn fragments_from_blocks_and_live_merge_deduplicated_in_start_order() {
         .map(|s| s.name.clone())
         .collect();
     assert_eq!(names, ["span-1", "span-2", "span-3", "span-4"]);
+}
+
+#[tokio::test]
+async fn an_unreadable_block_makes_the_answer_partial_not_an_error() {
+    let id = trace_id(3, 3);
+    let fixture = fixture(Vec::new()).await;
+    fixture
+        .write(
+            vec![batch(vec![span(&id, 1, BASE_NANOS + 1)])],
+            BlockWriteOptions::default(),
+        )
+        .await;
+    let broken = fixture
+        .write(
+            vec![batch(vec![span(&id, 2, BASE_NANOS + 2)])],
+            BlockWriteOptions::default(),
+        )
+        .await;
+    fixture.querier.block_list().poll().await.unwrap();
+    fixture
+        .store
+        .delete(&strata_common::paths::data_path(
+            &fixture.tenant,
+            broken.block_id,
+        ))
+        .await
+        .unwrap();
+
+    let found = fixture
+        .querier
+        .finder()
+        .find(&fixture.tenant, TraceId::from_slice(&id).unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(found.span_count, 1, "the readable block's span is served");
+    assert_eq!(found.failed_blocks, 1);
 }

@@ -11,7 +11,7 @@
 
 mod api;
 mod bad_input;
+mod cli;
 mod default_run;
 mod otlp;
-mod s3;
 mod support;

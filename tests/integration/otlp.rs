@@ -1,50 +1,24 @@
 //! Spans sent by the OTel SDK come back exactly as sent: live, and from a
-//! block after a graceful restart.
-
-use std::path::Path;
+//! block after a graceful restart — on local disk and on a real
+//! S3-compatible server.
 
 use strata_common::testing::flatten;
-use tempfile::TempDir;
 
 use crate::support::process::Options;
 use crate::support::sdk::{Sender, Transport};
+use crate::support::storage::TestStorage;
 use crate::support::{Strata, fetch_v1_json, fetch_v1_protobuf, fetch_v2_protobuf, wait_for_spans};
-
-/// Counts committed blocks (directories holding a `meta.json`) on disk.
-pub fn committed_blocks(storage_dir: &Path) -> usize {
-    walk(storage_dir)
-        .into_iter()
-        .filter(|p| p.file_name().is_some_and(|n| n == "meta.json"))
-        .count()
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                out.extend(walk(&path));
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
-}
 
 /// Sends one trace with `transport`, checks it live, restarts Strata and
 /// checks it again from the block.
-async fn round_trip(transport: Transport, gzip: bool, tenant: Option<&str>) {
-    let dir = TempDir::new().unwrap();
-    let storage = dir.path().join("blocks");
-    let storage_url = format!("file://{}", storage.display());
+async fn round_trip(storage: TestStorage, transport: Transport, gzip: bool, tenant: Option<&str>) {
     let options = || Options {
         args: vec!["--block-max-age".into(), "1h".into()],
+        env: storage.env.clone(),
         ..Options::default()
     };
 
-    let strata = Strata::start(&storage_url, dir.path(), options());
+    let strata = Strata::start(&storage.url, storage.dir.path(), options());
     let endpoint = match transport {
         Transport::Grpc => strata.otlp_grpc.clone(),
         _ => strata.otlp_http.clone(),
@@ -63,14 +37,24 @@ async fn round_trip(transport: Transport, gzip: bool, tenant: Option<&str>) {
         flatten(&fetch_v1_protobuf(&strata.http, &id, tenant).await),
         sent
     );
-    assert_eq!(committed_blocks(&storage), 0, "nothing flushed yet");
+    assert_eq!(storage.committed_blocks().await, 0, "nothing flushed yet");
 
-    // Graceful stop writes the buffer to a block.
+    // Graceful stop writes the buffer to one block, meta.json included.
     strata.terminate();
-    assert_eq!(committed_blocks(&storage), 1);
+    assert_eq!(storage.committed_blocks().await, 1);
+    let objects = storage.objects().await;
+    let tenant_dir = format!("{}/", tenant.unwrap_or("single-tenant"));
+    for name in ["data.parquet", "bloom-0", "meta.json"] {
+        assert!(
+            objects
+                .iter()
+                .any(|p| p.starts_with(&tenant_dir) && p.ends_with(name)),
+            "{name} missing: {objects:?}"
+        );
+    }
 
     // After a restart the trace comes from the block.
-    let strata = Strata::start(&storage_url, dir.path(), options());
+    let strata = Strata::start(&storage.url, storage.dir.path(), options());
     assert_eq!(
         flatten(&fetch_v2_protobuf(&strata.http, &id, tenant).await),
         sent
@@ -119,28 +103,43 @@ fn check_tempo_json(json: &serde_json::Value, trace_id: &[u8]) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grpc_spans_come_back_exactly_live_and_after_restart() {
-    round_trip(Transport::Grpc, true, None).await;
+macro_rules! round_trip_tests {
+    ($($name:ident: $transport:expr, $gzip:expr, $tenant:expr;)+) => {
+        mod local_disk {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    round_trip(TestStorage::local(), $transport, $gzip, $tenant).await;
+                }
+            )+
+        }
+
+        mod s3 {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(storage) = TestStorage::s3() else { return };
+                    round_trip(storage, $transport, $gzip, $tenant).await;
+                }
+            )+
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_protobuf_spans_come_back_exactly_live_and_after_restart() {
-    round_trip(Transport::HttpProtobuf, true, Some("team-proto")).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http_json_spans_come_back_exactly_live_and_after_restart() {
-    round_trip(Transport::HttpJson, false, None).await;
+round_trip_tests! {
+    grpc_spans_come_back_exactly_live_and_after_restart: Transport::Grpc, true, None;
+    http_protobuf_spans_come_back_exactly_live_and_after_restart: Transport::HttpProtobuf, true, Some("team-proto");
+    http_json_spans_come_back_exactly_live_and_after_restart: Transport::HttpJson, false, None;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocks_are_cut_by_size_while_running_and_stay_readable() {
-    let dir = TempDir::new().unwrap();
-    let storage = dir.path().join("blocks");
+    let storage = TestStorage::local();
     let strata = Strata::start(
-        &format!("file://{}", storage.display()),
-        dir.path(),
+        &storage.url,
+        storage.dir.path(),
         Options {
             args: vec!["--block-max-bytes".into(), "1KiB".into()],
             ..Options::default()
@@ -154,7 +153,7 @@ async fn blocks_are_cut_by_size_while_running_and_stay_readable() {
     }
     // The flush loop cuts blocks without any shutdown.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while committed_blocks(&storage) == 0 {
+    while storage.committed_blocks().await == 0 {
         assert!(
             std::time::Instant::now() < deadline,
             "no block was cut; log:\n{}",

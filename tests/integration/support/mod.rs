@@ -4,6 +4,7 @@
 pub mod capture;
 pub mod process;
 pub mod sdk;
+pub mod storage;
 
 use std::time::Duration;
 

@@ -21,6 +21,8 @@ pub struct Strata {
     pub otlp_http: String,
     /// The process's log file (stderr).
     pub log: PathBuf,
+    /// The first line Strata printed (version, target, storage).
+    pub banner: String,
 }
 
 /// Options for [`Strata::start`].
@@ -82,6 +84,7 @@ impl Strata {
             otlp_grpc: String::new(),
             otlp_http: String::new(),
             log,
+            banner: String::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -94,6 +97,9 @@ impl Strata {
                 ),
             };
             let url = line.split_whitespace().find(|w| w.starts_with("http://"));
+            if strata.banner.is_empty() {
+                strata.banner = line.clone();
+            }
             if line.contains("OTLP/gRPC") {
                 strata.otlp_grpc = url.unwrap().to_owned();
             } else if line.contains("OTLP/HTTP") {
