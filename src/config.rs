@@ -110,7 +110,7 @@ pub(crate) struct Settings {
     pub(crate) otlp_http_addr: Option<SocketAddr>,
 
     /// Cut a tenant's block when its buffered spans reach this size
-    /// (in-memory Arrow bytes) [default: 64MiB].
+    /// (in-memory Arrow bytes, about 2 KiB per typical span) [default: 128MiB].
     #[arg(long, env = "STRATA_BLOCK_MAX_BYTES", value_name = "SIZE")]
     pub(crate) block_max_bytes: Option<ByteSize>,
 
@@ -129,7 +129,9 @@ pub(crate) struct Settings {
     pub(crate) max_request_bytes: Option<ByteSize>,
 
     /// Keep spans queryable in the ingester this long after their block is
-    /// written, so polling queriers never miss them [default: 30s].
+    /// written, so queriers that find blocks by polling never miss them
+    /// [default: 2 × blocklist poll; 0 with --target all, where the
+    /// in-process querier learns of new blocks at once].
     #[arg(long, env = "STRATA_COMPLETE_BLOCK_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     #[serde(with = "humantime_serde")]
     pub(crate) complete_block_timeout: Option<Duration>,
@@ -301,8 +303,9 @@ impl Settings {
             ));
         }
 
+        let target = self.target.unwrap_or(Target::All);
         Ok(Config {
-            target: self.target.unwrap_or(Target::All),
+            target,
             storage,
             s3: S3Options {
                 endpoint: self.s3_endpoint,
@@ -316,13 +319,19 @@ impl Settings {
             otlp_grpc_addr: self.otlp_grpc_addr.unwrap_or(default_addr(4317)),
             otlp_http_addr: self.otlp_http_addr.unwrap_or(default_addr(4318)),
             ingester: IngesterConfig {
-                block_max_bytes: bytes("block_max_bytes", self.block_max_bytes, 64 * MIB)?,
+                block_max_bytes: bytes("block_max_bytes", self.block_max_bytes, 128 * MIB)?,
                 block_max_age: self.block_max_age.unwrap_or(Duration::from_secs(300)),
                 max_live_bytes: bytes("max_live_bytes", self.max_live_bytes, 1024 * MIB)?,
                 max_request_bytes: bytes("max_request_bytes", self.max_request_bytes, 16 * MIB)?,
-                complete_block_timeout: self
-                    .complete_block_timeout
-                    .unwrap_or(Duration::from_secs(30)),
+                // With --target all the querier hears of each block before the
+                // ingester drops its spans, so nothing needs to linger.
+                complete_block_timeout: self.complete_block_timeout.unwrap_or(
+                    if target == Target::All {
+                        Duration::ZERO
+                    } else {
+                        2 * blocklist_poll
+                    },
+                ),
                 flush_check_interval: Duration::from_secs(1),
                 block: BlockWriteOptions {
                     bloom_false_positive_rate,

@@ -42,6 +42,10 @@ pub(crate) enum Error {
         message: String,
     },
 
+    /// A server task ended before shutdown was requested.
+    #[error("a server stopped unexpectedly: {0}")]
+    ServerStopped(String),
+
     /// Opening storage or building a component failed.
     #[error(transparent)]
     Common(#[from] strata_common::Error),

@@ -189,9 +189,9 @@ async fn run(config: Config) -> Result<()> {
         () = signals.recv() => info!("shutdown requested"),
         Some(result) = servers.join_next() => {
             failure = Some(match result {
-                Ok(Ok(())) => Error::Serve { what: "a", message: "stopped unexpectedly".into() },
+                Ok(Ok(())) => Error::ServerStopped("without an error".into()),
                 Ok(Err(e)) => e,
-                Err(e) => Error::Serve { what: "a", message: e.to_string() },
+                Err(e) => Error::ServerStopped(e.to_string()),
             });
         }
     }

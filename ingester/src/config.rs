@@ -29,7 +29,7 @@ pub struct IngesterConfig {
 impl Default for IngesterConfig {
     fn default() -> Self {
         Self {
-            block_max_bytes: 64 * 1024 * 1024,
+            block_max_bytes: 128 * 1024 * 1024,
             block_max_age: Duration::from_secs(300),
             max_live_bytes: 1024 * 1024 * 1024,
             max_request_bytes: 16 * 1024 * 1024,

@@ -75,6 +75,21 @@ struct TenantBuffer {
     recent: VecDeque<RecentBlock>,
 }
 
+impl TenantBuffer {
+    /// Moves the head into a pending block.
+    fn cut(&mut self, id: u64, now: Instant) {
+        self.pending.push_back(CutBlock {
+            id,
+            batches: std::mem::take(&mut self.head),
+            bytes: std::mem::take(&mut self.head_bytes),
+            failed_attempts: 0,
+            next_attempt: now,
+            in_flight: false,
+        });
+        self.head_since = None;
+    }
+}
+
 /// A head that was cut and awaits a successful write.
 struct CutBlock {
     id: u64,
@@ -165,11 +180,23 @@ impl Ingester {
         }
         state.unflushed_bytes += bytes;
         let unflushed = state.unflushed_bytes;
-        let buffer = state.tenants.entry(tenant.clone()).or_default();
+        let State {
+            tenants,
+            next_cut_id,
+            ..
+        } = &mut *state;
+        let buffer = tenants.entry(tenant.clone()).or_default();
         buffer.head.push(batch);
         buffer.head_bytes += bytes;
         buffer.head_since.get_or_insert_with(Instant::now);
+        // Cut here rather than in the flush loop: while the loop is busy
+        // writing a block, the head would otherwise keep growing, and blocks
+        // (and the memory to encode them) with it.
         let full = buffer.head_bytes >= self.config.block_max_bytes;
+        if full {
+            *next_cut_id += 1;
+            buffer.cut(*next_cut_id, Instant::now());
+        }
         drop(state);
 
         metrics::unflushed_bytes(unflushed);
@@ -239,15 +266,7 @@ impl Ingester {
                     .is_some_and(|since| now.duration_since(since) >= self.config.block_max_age);
             if !buffer.head.is_empty() && (force || due) {
                 *next_cut_id += 1;
-                buffer.pending.push_back(CutBlock {
-                    id: *next_cut_id,
-                    batches: std::mem::take(&mut buffer.head),
-                    bytes: std::mem::take(&mut buffer.head_bytes),
-                    failed_attempts: 0,
-                    next_attempt: now,
-                    in_flight: false,
-                });
-                buffer.head_since = None;
+                buffer.cut(*next_cut_id, now);
             }
             for cut in &mut buffer.pending {
                 if !cut.in_flight && (force || cut.next_attempt <= now) {

@@ -83,13 +83,17 @@ impl TraceFinder {
         trace_id: TraceId,
         range: Option<TimeRange>,
     ) -> Result<FoundTrace> {
-        let candidates = self.candidate_blocks(tenant, &trace_id, range).await?;
-        let scan = self.scanner.scan_trace(&candidates, &trace_id).await?;
-
-        let mut batches = scan.batches;
+        // Live spans first, blocks second. An ingester announces a block
+        // before it drops the block's spans, so whatever leaves the live
+        // buffer after this read is already in the block list read next:
+        // no span can fall between the two (duplicates are removed below).
+        let mut batches = Vec::new();
         for source in &self.live {
             batches.extend(source.find_trace(tenant, trace_id).await?);
         }
+        let candidates = self.candidate_blocks(tenant, &trace_id, range).await?;
+        let scan = self.scanner.scan_trace(&candidates, &trace_id).await?;
+        batches.extend(scan.batches);
         let merged = merge_fragments(&batches)?;
         let span_count = merged.as_ref().map_or(0, RecordBatch::num_rows);
         let resource_spans = match merged {

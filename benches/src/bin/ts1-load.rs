@@ -112,18 +112,27 @@ async fn ingest(
         let permit = Arc::clone(&permits).acquire_owned().await?;
         let (client, url) = (client.clone(), url.clone());
         tasks.spawn(async move {
-            let response = client
-                .post(url)
-                .header("Content-Type", "application/x-protobuf")
-                .body(body)
-                .send()
-                .await;
+            // Like an OTel SDK: back off and retry while Strata pushes back.
+            let mut delay = Duration::from_millis(50);
+            let result = loop {
+                let response = client
+                    .post(&url)
+                    .header("Content-Type", "application/x-protobuf")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                match response {
+                    Ok(r) if r.status().is_success() => break Ok(()),
+                    Ok(r) if matches!(r.status().as_u16(), 429 | 503) => {
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(2));
+                    }
+                    Ok(r) => break Err(format!("export failed: {}", r.status())),
+                    Err(e) => break Err(format!("export failed: {e}")),
+                }
+            };
             drop(permit);
-            match response {
-                Ok(r) if r.status().is_success() => Ok(()),
-                Ok(r) => Err(format!("export failed: {}", r.status())),
-                Err(e) => Err(format!("export failed: {e}")),
-            }
+            result
         });
         while let Some(done) = tasks.try_join_next() {
             done??;

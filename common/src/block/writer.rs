@@ -79,12 +79,17 @@ pub fn encode_block(
     batches: &[RecordBatch],
     options: &BlockWriteOptions,
 ) -> Result<EncodedBlock> {
-    let schema = span_schema();
-    let batch = concat_batches(&schema, batches).map_err(Error::arrow("concatenating spans"))?;
-    if batch.num_rows() == 0 {
+    let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+    if rows == 0 {
         return Err(Error::invalid_input("a block needs at least one span"));
     }
-    let batch = sort_spans(&batch)?;
+    // The unsorted concatenation is dropped as soon as the sorted copy
+    // exists, so encoding holds one extra copy of the spans, not two.
+    let batch = {
+        let unsorted =
+            concat_batches(&span_schema(), batches).map_err(Error::arrow("concatenating spans"))?;
+        sort_spans(&unsorted)?
+    };
     let facts = BlockFacts::collect(&batch)?;
 
     let (data, row_group_count) = encode_parquet(&batch, &facts.trace_starts, options)?;
