@@ -6,6 +6,7 @@
 //! flattens traces into such sorted lists. [`FaultyStore`] injects storage
 //! outages.
 
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
@@ -76,6 +77,19 @@ pub fn flatten(resource_spans: &[ResourceSpans]) -> Vec<FlatSpan> {
         .collect();
     out.sort_by_cached_key(FlatSpan::sort_key);
     out
+}
+
+/// An export request holding `spans` under one empty resource and scope.
+pub fn request_with_spans(spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..ScopeSpans::default()
+            }],
+            ..ResourceSpans::default()
+        }],
+    }
 }
 
 /// An object-store decorator that fails requests on demand, to test how

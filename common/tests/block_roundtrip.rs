@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Sta
 use proptest::prelude::*;
 use strata_common::block::{BlockWriteOptions, encode_block, read_block, read_meta, upload_block};
 use strata_common::convert::{SpanBatchBuilder, batches_to_resource_spans, validate_request};
-use strata_common::testing::flatten;
+use strata_common::testing::{flatten, request_with_spans};
 use strata_common::{BlockId, TenantId};
 
 fn any_value_leaf() -> impl Strategy<Value = any_value::Value> {
@@ -288,15 +288,7 @@ fn spans_come_back_sorted_by_trace_then_start_time() {
         end_time_unix_nano: start + 10,
         ..Span::default()
     };
-    let request = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans: vec![make(9, 5), make(1, 7), make(9, 1), make(1, 3)],
-                ..ScopeSpans::default()
-            }],
-            ..ResourceSpans::default()
-        }],
-    };
+    let request = request_with_spans(vec![make(9, 5), make(1, 7), make(9, 1), make(1, 3)]);
     let batch = strata_common::convert::request_to_batch(&request).unwrap();
     let tenant = TenantId::default_tenant();
     let encoded = encode_block(tenant, BlockId::new_v7(), 0, &[batch], &small_options()).unwrap();
@@ -323,19 +315,11 @@ fn spans_come_back_sorted_by_trace_then_start_time() {
 
 #[test]
 fn requests_with_bad_ids_are_rejected_with_the_span_named() {
-    let request = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans: vec![Span {
-                    trace_id: vec![1; 15],
-                    span_id: vec![1; 8],
-                    ..Span::default()
-                }],
-                ..ScopeSpans::default()
-            }],
-            ..ResourceSpans::default()
-        }],
-    };
+    let request = request_with_spans(vec![Span {
+        trace_id: vec![1; 15],
+        span_id: vec![1; 8],
+        ..Span::default()
+    }]);
     let error = validate_request(&request).unwrap_err().to_string();
     assert!(
         error.contains("resourceSpans[0].scopeSpans[0].spans[0]"),

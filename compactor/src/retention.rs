@@ -7,6 +7,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use strata_common::block::{list_block_ids, list_tenants, read_meta};
+use strata_common::storage::get_if_exists;
 use strata_common::{BlockId, TenantId, paths};
 use tracing::info;
 
@@ -121,10 +122,8 @@ async fn read_marker(
     block: BlockId,
 ) -> Result<Option<DeletionMarker>> {
     let path = paths::deletion_marker_path(tenant, block);
-    let bytes = match store.get(&path).await {
-        Ok(result) => result.bytes().await.map_err(store_error("get", &path))?,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(store_error("get", &path)(e)),
+    let Some(bytes) = get_if_exists(store, &path).await? else {
+        return Ok(None);
     };
     serde_json::from_slice(&bytes)
         .map(Some)

@@ -8,10 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures::TryStreamExt;
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::Span;
 use strata_common::block::{BlockWriteOptions, list_block_ids, read_meta, write_block};
 use strata_common::convert::request_to_batch;
+use strata_common::testing::request_with_spans;
 use strata_common::{BlockMeta, TenantId};
 use strata_compactor::{Compactor, CompactorConfig, RetentionReport};
 
@@ -19,21 +19,13 @@ const DAY: Duration = Duration::from_secs(24 * 3600);
 
 async fn block_at(store: &Arc<dyn ObjectStore>, tenant: &TenantId, time: SystemTime) -> BlockMeta {
     let nanos = time.duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
-    let request = ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans: vec![Span {
-                    trace_id: vec![7; 16],
-                    span_id: vec![1; 8],
-                    start_time_unix_nano: nanos,
-                    end_time_unix_nano: nanos + 1_000,
-                    ..Span::default()
-                }],
-                ..ScopeSpans::default()
-            }],
-            ..ResourceSpans::default()
-        }],
-    };
+    let request = request_with_spans(vec![Span {
+        trace_id: vec![7; 16],
+        span_id: vec![1; 8],
+        start_time_unix_nano: nanos,
+        end_time_unix_nano: nanos + 1_000,
+        ..Span::default()
+    }]);
     let batch = request_to_batch(&request).unwrap();
     write_block(
         Arc::clone(store),

@@ -219,8 +219,9 @@ impl Ingester {
         }
     }
 
-    /// Cuts heads that are due (all heads when `force`), then writes every
-    /// pending block whose retry time has come (all of them when `force`).
+    /// Cuts heads that are old enough (all heads when `force`), then writes
+    /// every pending block whose retry time has come (all of them when
+    /// `force`).
     pub async fn flush(&self, force: bool) -> FlushReport {
         let now = Instant::now();
         let jobs = self.cut_and_collect(now, force);
@@ -260,10 +261,10 @@ impl Ingester {
         let mut jobs = Vec::new();
         for (tenant, buffer) in tenants.iter_mut() {
             buffer.recent.retain(|r| r.keep_until > now);
-            let due = buffer.head_bytes >= self.config.block_max_bytes
-                || buffer
-                    .head_since
-                    .is_some_and(|since| now.duration_since(since) >= self.config.block_max_age);
+            // Full heads were already cut by `push`; here only age matters.
+            let due = buffer
+                .head_since
+                .is_some_and(|since| now.duration_since(since) >= self.config.block_max_age);
             if !buffer.head.is_empty() && (force || due) {
                 *next_cut_id += 1;
                 buffer.cut(*next_cut_id, now);

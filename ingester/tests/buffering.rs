@@ -10,31 +10,25 @@ use std::time::Duration;
 use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::Span;
 use strata_common::block::{list_block_ids, read_block, read_meta};
-use strata_common::testing::FaultyStore;
+use strata_common::testing::{FaultyStore, request_with_spans};
 use strata_common::{TenantId, TraceId};
 use strata_ingester::{Error, FlushReport, Ingester, IngesterConfig};
 
 fn request(trace: u8, spans: u8) -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans: (0..spans)
-                    .map(|s| Span {
-                        trace_id: vec![trace; 16],
-                        span_id: vec![s + 1; 8],
-                        name: format!("span {s}"),
-                        start_time_unix_nano: 1_000 + u64::from(s),
-                        end_time_unix_nano: 2_000,
-                        ..Span::default()
-                    })
-                    .collect(),
-                ..ScopeSpans::default()
-            }],
-            ..ResourceSpans::default()
-        }],
-    }
+    request_with_spans(
+        (0..spans)
+            .map(|s| Span {
+                trace_id: vec![trace; 16],
+                span_id: vec![s + 1; 8],
+                name: format!("span {s}"),
+                start_time_unix_nano: 1_000 + u64::from(s),
+                end_time_unix_nano: 2_000,
+                ..Span::default()
+            })
+            .collect(),
+    )
 }
 
 fn live_spans(ingester: &Ingester, tenant: &TenantId, trace: u8) -> usize {

@@ -5,11 +5,12 @@
 
 use std::sync::Arc;
 
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStore;
 use quick_cache::Weighter;
 use quick_cache::sync::Cache;
 use strata_common::bloom::{BloomShard, shard_for};
-use strata_common::{BlockId, BlockMeta, Error as CommonError, TraceId, paths};
+use strata_common::storage::get_bytes;
+use strata_common::{BlockId, BlockMeta, TraceId, paths};
 
 use crate::error::Result;
 
@@ -53,21 +54,7 @@ impl BloomCache {
         }
         metrics::counter!("strata_querier_bloom_cache_misses_total").increment(1);
         let path = paths::bloom_path(&meta.tenant, meta.block_id, shard);
-        let bytes = store
-            .get(&path)
-            .await
-            .map_err(|source| CommonError::ObjectStore {
-                operation: "get",
-                path: path.clone(),
-                source,
-            })?
-            .bytes()
-            .await
-            .map_err(|source| CommonError::ObjectStore {
-                operation: "get",
-                path: path.clone(),
-                source,
-            })?;
+        let bytes = get_bytes(store, &path).await?;
         let bloom = Arc::new(BloomShard::from_bytes(bytes.to_vec())?);
         let found = bloom.may_contain(trace_id);
         self.cache.insert(key, bloom);

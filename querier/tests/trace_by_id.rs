@@ -10,11 +10,11 @@ use arrow::array::RecordBatch;
 use async_trait::async_trait;
 use object_store::memory::InMemory;
 use object_store::{ObjectStore, ObjectStoreExt};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::Span;
 use strata_common::block::{BlockWriteOptions, write_block};
 use strata_common::convert::request_to_batch;
 use strata_common::storage::{MeteredStore, ObjectKind, RequestCounts};
+use strata_common::testing::request_with_spans;
 use strata_common::{BlockMeta, LiveTraceSource, TenantId, TraceId};
 use strata_querier::{Querier, QuerierConfig, TimeRange};
 
@@ -39,16 +39,7 @@ fn span(trace: &[u8], span: u8, start: u64) -> Span {
 }
 
 fn batch(spans: Vec<Span>) -> RecordBatch {
-    request_to_batch(&ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans,
-                ..ScopeSpans::default()
-            }],
-            ..ResourceSpans::default()
-        }],
-    })
-    .unwrap()
+    request_to_batch(&request_with_spans(spans)).unwrap()
 }
 
 struct Fixture {

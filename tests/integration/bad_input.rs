@@ -5,8 +5,9 @@ use std::io::Write;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
-use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
+use strata_common::testing::request_with_spans;
 use tempfile::TempDir;
 use tonic::Code;
 
@@ -50,20 +51,12 @@ async fn post(
 }
 
 fn bad_trace_id_request() -> ExportTraceServiceRequest {
-    ExportTraceServiceRequest {
-        resource_spans: vec![ResourceSpans {
-            scope_spans: vec![ScopeSpans {
-                spans: vec![Span {
-                    trace_id: vec![1; 15],
-                    span_id: vec![1; 8],
-                    name: "short id".into(),
-                    ..Span::default()
-                }],
-                ..ScopeSpans::default()
-            }],
-            ..ResourceSpans::default()
-        }],
-    }
+    request_with_spans(vec![Span {
+        trace_id: vec![1; 15],
+        span_id: vec![1; 8],
+        name: "short id".into(),
+        ..Span::default()
+    }])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::ids::{BlockId, TenantId};
 use crate::meta::{BlockMeta, FORMAT_NAME};
 use crate::paths;
+use crate::storage::get_if_exists;
 
 /// Tenants that have at least one object in the store.
 pub async fn list_tenants(store: &dyn ObjectStore) -> Result<Vec<TenantId>> {
@@ -62,13 +63,8 @@ pub async fn read_meta(
     block: BlockId,
 ) -> Result<Option<BlockMeta>> {
     let path = paths::meta_path(tenant, block);
-    let bytes = match store.get(&path).await {
-        Ok(result) => result
-            .bytes()
-            .await
-            .map_err(Error::object_store("get", &path))?,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(Error::object_store("get", &path)(e)),
+    let Some(bytes) = get_if_exists(store, &path).await? else {
+        return Ok(None);
     };
     let meta: BlockMeta = serde_json::from_slice(&bytes).map_err(|source| Error::Json {
         what: "block meta",

@@ -18,6 +18,10 @@ use crate::error::{Error, Result};
 
 mod metered;
 
+use bytes::Bytes;
+use object_store::ObjectStoreExt;
+use object_store::path::Path;
+
 pub use metered::{MeteredStore, ObjectKind, RequestCounts};
 
 /// S3 settings that override the usual `AWS_*` environment variables
@@ -145,6 +149,30 @@ impl std::fmt::Display for StorageLocation {
             Self::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
             Self::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
         }
+    }
+}
+
+/// Reads a whole object.
+pub async fn get_bytes(store: &dyn ObjectStore, path: &Path) -> Result<Bytes> {
+    let result = store
+        .get(path)
+        .await
+        .map_err(Error::object_store("get", path))?;
+    result
+        .bytes()
+        .await
+        .map_err(Error::object_store("get", path))
+}
+
+/// Reads a whole object, or `None` when it does not exist.
+pub async fn get_if_exists(store: &dyn ObjectStore, path: &Path) -> Result<Option<Bytes>> {
+    match get_bytes(store, path).await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(Error::ObjectStore {
+            source: object_store::Error::NotFound { .. },
+            ..
+        }) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

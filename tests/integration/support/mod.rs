@@ -51,25 +51,26 @@ pub async fn get(base: &str, path: &str, accept: Option<&str>, tenant: Option<&s
     }
 }
 
+/// Like [`get`], asserting a 200 answer.
+pub async fn get_ok(base: &str, path: &str, accept: Option<&str>, tenant: Option<&str>) -> Fetched {
+    let fetched = get(base, path, accept, tenant).await;
+    assert_eq!(
+        fetched.status,
+        200,
+        "{path}: {}",
+        String::from_utf8_lossy(&fetched.body)
+    );
+    fetched
+}
+
 /// The trace via `/api/v2/traces/<id>` as protobuf (what Grafana asks for).
 pub async fn fetch_v2_protobuf(
     base: &str,
     trace_id: &str,
     tenant: Option<&str>,
 ) -> Vec<ResourceSpans> {
-    let fetched = get(
-        base,
-        &format!("/api/v2/traces/{trace_id}"),
-        Some("application/protobuf"),
-        tenant,
-    )
-    .await;
-    assert_eq!(
-        fetched.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&fetched.body)
-    );
+    let path = format!("/api/v2/traces/{trace_id}");
+    let fetched = get_ok(base, &path, Some("application/protobuf"), tenant).await;
     assert_eq!(fetched.content_type, "application/protobuf");
     let response = TraceByIdResponse::decode(fetched.body.as_slice()).unwrap();
     assert_eq!(response.status, 0, "trace reported partial");
@@ -82,19 +83,8 @@ pub async fn fetch_v1_protobuf(
     trace_id: &str,
     tenant: Option<&str>,
 ) -> Vec<ResourceSpans> {
-    let fetched = get(
-        base,
-        &format!("/api/traces/{trace_id}"),
-        Some("application/protobuf"),
-        tenant,
-    )
-    .await;
-    assert_eq!(
-        fetched.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&fetched.body)
-    );
+    let path = format!("/api/traces/{trace_id}");
+    let fetched = get_ok(base, &path, Some("application/protobuf"), tenant).await;
     Trace::decode(fetched.body.as_slice())
         .unwrap()
         .resource_spans
@@ -102,13 +92,7 @@ pub async fn fetch_v1_protobuf(
 
 /// The trace via `/api/traces/<id>` as Tempo JSON.
 pub async fn fetch_v1_json(base: &str, trace_id: &str, tenant: Option<&str>) -> serde_json::Value {
-    let fetched = get(base, &format!("/api/traces/{trace_id}"), None, tenant).await;
-    assert_eq!(
-        fetched.status,
-        200,
-        "{}",
-        String::from_utf8_lossy(&fetched.body)
-    );
+    let fetched = get_ok(base, &format!("/api/traces/{trace_id}"), None, tenant).await;
     assert_eq!(fetched.content_type, "application/json");
     serde_json::from_slice(&fetched.body).unwrap()
 }
