@@ -6,6 +6,7 @@
 //! `block_max_bytes`); unknown keys are an error, so typos do not pass
 //! silently.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -14,8 +15,8 @@ use bytesize::ByteSize;
 use clap::{Args, Parser, ValueEnum};
 use serde::Deserialize;
 use strata_common::block::BlockWriteOptions;
-use strata_common::{S3Options, StorageLocation};
-use strata_ingester::IngesterConfig;
+use strata_common::{S3Options, StorageLocation, TenantId};
+use strata_ingester::{IngesterConfig, TenantLimits};
 use strata_querier::QuerierConfig;
 
 use crate::error::{Error, Result};
@@ -30,7 +31,7 @@ use crate::error::{Error, Result};
     after_help = "Every option is also a key of the YAML file given by --config: the option name with \
 underscores, e.g. `block_max_bytes: 64MiB`. A flag beats its environment variable, which beats the \
 file, which beats the default.\n\nWith no options Strata runs every component in one process, \
-storing blocks under ./data."
+storing blocks under ./data/blocks and its write-ahead log under ./data/wal."
 )]
 pub(crate) struct Cli {
     /// YAML configuration file.
@@ -92,8 +93,8 @@ pub(crate) struct Settings {
     #[arg(long, env = "STRATA_TARGET", value_enum)]
     pub(crate) target: Option<Target>,
 
-    /// Where blocks live: a directory (`./data`, `file:///var/lib/strata`),
-    /// `memory://`, or `s3://bucket/prefix` [default: ./data].
+    /// Where blocks live: a directory (`./data/blocks`, `file:///var/lib/strata`),
+    /// `memory://`, or `s3://bucket/prefix` [default: ./data/blocks].
     #[arg(long, env = "STRATA_STORAGE", value_name = "URL")]
     pub(crate) storage: Option<String>,
 
@@ -109,20 +110,74 @@ pub(crate) struct Settings {
     #[arg(long, env = "STRATA_OTLP_HTTP_ADDR", value_name = "ADDR")]
     pub(crate) otlp_http_addr: Option<SocketAddr>,
 
-    /// Cut a tenant's block when its buffered spans reach this size
+    /// Zipkin v2 receiver address (`POST /api/v2/spans`) [default: 0.0.0.0:9411].
+    #[arg(long, env = "STRATA_ZIPKIN_ADDR", value_name = "ADDR")]
+    pub(crate) zipkin_addr: Option<SocketAddr>,
+
+    /// Write-ahead log directory; blocks waiting for upload are queued in its
+    /// `blocks/` subdirectory [default: ./data/wal].
+    #[arg(long, env = "STRATA_WAL_DIR", value_name = "DIR")]
+    pub(crate) wal_dir: Option<PathBuf>,
+
+    /// Disk budget of the write-ahead log plus the upload queue; beyond it
+    /// exports are refused with 503 / UNAVAILABLE and Retry-After [default: 16GiB].
+    #[arg(long, env = "STRATA_WAL_MAX_BYTES", value_name = "SIZE")]
+    pub(crate) wal_max_bytes: Option<ByteSize>,
+
+    /// A trace is complete once no span has arrived for this long [default: 10s].
+    #[arg(long, env = "STRATA_TRACE_IDLE_PERIOD", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub(crate) trace_idle_period: Option<Duration>,
+
+    /// ... or once it has been live this long [default: 30s].
+    #[arg(long, env = "STRATA_TRACE_MAX_LIVE", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub(crate) trace_max_live: Option<Duration>,
+
+    /// Cut a tenant's complete traces into a block when they reach this size
     /// (in-memory Arrow bytes, about 2 KiB per typical span) [default: 128MiB].
     #[arg(long, env = "STRATA_BLOCK_MAX_BYTES", value_name = "SIZE")]
     pub(crate) block_max_bytes: Option<ByteSize>,
 
-    /// Cut a tenant's block when its oldest buffered span is this old [default: 5m].
+    /// ... or when the oldest of them has waited this long [default: 1m].
     #[arg(long, env = "STRATA_BLOCK_MAX_AGE", value_name = "DURATION", value_parser = parse_duration)]
     #[serde(with = "humantime_serde")]
     pub(crate) block_max_age: Option<Duration>,
 
-    /// Refuse spans (HTTP 429 / gRPC RESOURCE_EXHAUSTED) while unflushed spans
-    /// of all tenants exceed this size [default: 1GiB].
+    /// Refuse spans (HTTP 429 / gRPC RESOURCE_EXHAUSTED) while spans held in
+    /// memory exceed this size [default: 2GiB].
     #[arg(long, env = "STRATA_MAX_LIVE_BYTES", value_name = "SIZE")]
     pub(crate) max_live_bytes: Option<ByteSize>,
+
+    /// Time allowed for one block upload before it is retried [default: 1m].
+    #[arg(long, env = "STRATA_UPLOAD_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub(crate) upload_timeout: Option<Duration>,
+
+    /// Per-tenant ingestion rate in OTLP bytes per second; 0 = unlimited [default: 64MiB].
+    #[arg(long, env = "STRATA_INGESTION_RATE_BYTES", value_name = "SIZE")]
+    pub(crate) ingestion_rate_bytes: Option<ByteSize>,
+
+    /// Per-tenant burst allowance above the rate [default: 128MiB].
+    #[arg(long, env = "STRATA_INGESTION_BURST_BYTES", value_name = "SIZE")]
+    pub(crate) ingestion_burst_bytes: Option<ByteSize>,
+
+    /// Spans held live per trace; more are dropped and counted; 0 = unlimited [default: 100000].
+    #[arg(long, env = "STRATA_MAX_SPANS_PER_TRACE", value_name = "N")]
+    pub(crate) max_spans_per_trace: Option<u64>,
+
+    /// OTLP bytes held live per trace; more spans are dropped and counted [default: 50MiB].
+    #[arg(long, env = "STRATA_MAX_BYTES_PER_TRACE", value_name = "SIZE")]
+    pub(crate) max_bytes_per_trace: Option<ByteSize>,
+
+    /// String and bytes attribute values are cut to this size and counted [default: 64KiB].
+    #[arg(long, env = "STRATA_MAX_ATTRIBUTE_VALUE_BYTES", value_name = "SIZE")]
+    pub(crate) max_attribute_value_bytes: Option<ByteSize>,
+
+    /// Per-tenant overrides of the five limits above, e.g.
+    /// `tenant_limits: {team-a: {ingestion_rate_bytes: 10485760}}`. YAML only.
+    #[arg(skip)]
+    pub(crate) tenant_limits: Option<HashMap<String, TenantLimits>>,
 
     /// Largest accepted OTLP request, after decompression [default: 16MiB].
     #[arg(long, env = "STRATA_MAX_REQUEST_BYTES", value_name = "SIZE")]
@@ -219,6 +274,7 @@ pub(crate) struct Config {
     pub(crate) http_addr: SocketAddr,
     pub(crate) otlp_grpc_addr: SocketAddr,
     pub(crate) otlp_http_addr: SocketAddr,
+    pub(crate) zipkin_addr: SocketAddr,
     pub(crate) ingester: IngesterConfig,
     pub(crate) querier: QuerierConfig,
     pub(crate) compactor: strata_compactor::CompactorConfig,
@@ -253,9 +309,21 @@ impl Settings {
             http_addr,
             otlp_grpc_addr,
             otlp_http_addr,
+            zipkin_addr,
+            wal_dir,
+            wal_max_bytes,
+            trace_idle_period,
+            trace_max_live,
             block_max_bytes,
             block_max_age,
             max_live_bytes,
+            upload_timeout,
+            ingestion_rate_bytes,
+            ingestion_burst_bytes,
+            max_spans_per_trace,
+            max_bytes_per_trace,
+            max_attribute_value_bytes,
+            tenant_limits,
             max_request_bytes,
             complete_block_timeout,
             blocklist_poll,
@@ -276,6 +344,40 @@ impl Settings {
         )
     }
 
+    /// The limits for tenants without an override.
+    fn limits_defaults(&self) -> TenantLimits {
+        let defaults = TenantLimits::default();
+        TenantLimits {
+            ingestion_rate_bytes: self
+                .ingestion_rate_bytes
+                .map_or(defaults.ingestion_rate_bytes, |b| b.as_u64()),
+            ingestion_burst_bytes: self
+                .ingestion_burst_bytes
+                .map_or(defaults.ingestion_burst_bytes, |b| b.as_u64()),
+            max_spans_per_trace: self
+                .max_spans_per_trace
+                .unwrap_or(defaults.max_spans_per_trace),
+            max_bytes_per_trace: self
+                .max_bytes_per_trace
+                .map_or(defaults.max_bytes_per_trace, |b| b.as_u64()),
+            max_attribute_value_bytes: self
+                .max_attribute_value_bytes
+                .map_or(defaults.max_attribute_value_bytes, |b| b.as_u64()),
+        }
+    }
+
+    fn tenant_limit_overrides(&self) -> Result<HashMap<TenantId, TenantLimits>> {
+        self.tenant_limits
+            .iter()
+            .flatten()
+            .map(|(tenant, limits)| {
+                let tenant = TenantId::new(tenant.clone())
+                    .map_err(|e| Error::Config(format!("tenant_limits: {e}")))?;
+                Ok((tenant, limits.clone()))
+            })
+            .collect()
+    }
+
     /// Applies defaults and checks values.
     pub(crate) fn resolve(self) -> Result<Config> {
         let bytes = |name: &'static str, value: Option<ByteSize>, default: u64| -> Result<usize> {
@@ -294,7 +396,7 @@ impl Settings {
                 "bloom_false_positive_rate must be between 0 and 1, got {bloom_false_positive_rate}"
             )));
         }
-        let storage = StorageLocation::parse(self.storage.as_deref().unwrap_or("./data"))
+        let storage = StorageLocation::parse(self.storage.as_deref().unwrap_or("./data/blocks"))
             .map_err(|e| Error::Config(e.to_string()))?;
         let blocklist_poll = self.blocklist_poll.unwrap_or(Duration::from_secs(15));
         if blocklist_poll.is_zero() {
@@ -304,6 +406,8 @@ impl Settings {
         }
 
         let target = self.target.unwrap_or(Target::All);
+        let limits = self.limits_defaults();
+        let tenant_limits = self.tenant_limit_overrides()?;
         Ok(Config {
             target,
             storage,
@@ -318,13 +422,20 @@ impl Settings {
             http_addr: self.http_addr.unwrap_or(default_addr(3200)),
             otlp_grpc_addr: self.otlp_grpc_addr.unwrap_or(default_addr(4317)),
             otlp_http_addr: self.otlp_http_addr.unwrap_or(default_addr(4318)),
+            zipkin_addr: self.zipkin_addr.unwrap_or(default_addr(9411)),
             ingester: IngesterConfig {
+                wal_dir: self.wal_dir.unwrap_or_else(|| PathBuf::from("./data/wal")),
+                wal_segment_bytes: 64 * MIB,
+                wal_max_bytes: bytes("wal_max_bytes", self.wal_max_bytes, 16 * 1024 * MIB)? as u64,
+                trace_idle_period: self.trace_idle_period.unwrap_or(Duration::from_secs(10)),
+                trace_max_live: self.trace_max_live.unwrap_or(Duration::from_secs(30)),
                 block_max_bytes: bytes("block_max_bytes", self.block_max_bytes, 128 * MIB)?,
-                block_max_age: self.block_max_age.unwrap_or(Duration::from_secs(300)),
-                max_live_bytes: bytes("max_live_bytes", self.max_live_bytes, 1024 * MIB)?,
+                block_max_age: self.block_max_age.unwrap_or(Duration::from_secs(60)),
+                max_live_bytes: bytes("max_live_bytes", self.max_live_bytes, 2048 * MIB)?,
                 max_request_bytes: bytes("max_request_bytes", self.max_request_bytes, 16 * MIB)?,
+                upload_timeout: self.upload_timeout.unwrap_or(Duration::from_secs(60)),
                 // With --target all the querier hears of each block before the
-                // ingester drops its spans, so nothing needs to linger.
+                // ingester retires its copy, so nothing needs to linger.
                 complete_block_timeout: self.complete_block_timeout.unwrap_or(
                     if target == Target::All {
                         Duration::ZERO
@@ -333,6 +444,8 @@ impl Settings {
                     },
                 ),
                 flush_check_interval: Duration::from_secs(1),
+                limits,
+                tenant_limits,
                 block: BlockWriteOptions {
                     bloom_false_positive_rate,
                     ..BlockWriteOptions::default()
@@ -376,7 +489,12 @@ mod tests {
     fn defaults_run_everything_on_local_disk() {
         let config = Settings::default().resolve().unwrap();
         assert_eq!(config.target, Target::All);
-        assert_eq!(config.storage, StorageLocation::Local("./data".into()));
+        assert_eq!(
+            config.storage,
+            StorageLocation::Local("./data/blocks".into())
+        );
+        assert_eq!(config.ingester.wal_dir, PathBuf::from("./data/wal"));
+        assert_eq!(config.zipkin_addr.port(), 9411);
         assert_eq!(config.http_addr.port(), 3200);
         assert_eq!(config.otlp_grpc_addr.port(), 4317);
         assert_eq!(config.otlp_http_addr.port(), 4318);

@@ -58,7 +58,7 @@ pub(crate) enum Error {
     #[error("metrics exporter: {0}")]
     Metrics(String),
 
-    /// Buffered spans could not all be written at shutdown.
-    #[error("{0} block(s) could not be written before the shutdown deadline")]
-    UnflushedAtShutdown(usize),
+    /// Opening or running the ingester failed.
+    #[error(transparent)]
+    Ingester(#[from] strata_ingester::Error),
 }

@@ -97,18 +97,22 @@ async fn run(config: Config) -> Result<()> {
     // The ingester announces each written block to an in-process querier, so
     // the querier serves it before its next poll of the store.
     let announce: Arc<OnceLock<Arc<BlockList>>> = Arc::new(OnceLock::new());
-    let ingester = config.target.runs_ingester().then(|| {
-        let announce = Arc::clone(&announce);
-        Arc::new(
-            Ingester::new(Arc::clone(&store), config.ingester.clone()).with_block_written_hook(
-                Arc::new(move |meta| {
+    let ingester = match config.target.runs_ingester() {
+        false => None,
+        true => {
+            let announce = Arc::clone(&announce);
+            // Opening replays the write-ahead log: acknowledged spans are
+            // back in the live buffer (or the upload queue) before we serve.
+            let ingester = Ingester::open(Arc::clone(&store), config.ingester.clone())
+                .await?
+                .with_block_written_hook(Arc::new(move |meta| {
                     if let Some(blocks) = announce.get() {
                         blocks.add(meta.clone());
                     }
-                }),
-            ),
-        )
-    });
+                }));
+            Some(Arc::new(ingester))
+        }
+    };
     let querier = match config.target.runs_querier() {
         false => None,
         true => {
@@ -131,10 +135,11 @@ async fn run(config: Config) -> Result<()> {
 
     // Bind every listener before serving, so a taken port fails start-up.
     let http_listener = bind("HTTP API", config.http_addr).await?;
-    let otlp_listeners = match &ingester {
+    let ingest_listeners = match &ingester {
         Some(_) => Some((
             bind("OTLP/gRPC", config.otlp_grpc_addr).await?,
             bind("OTLP/HTTP", config.otlp_http_addr).await?,
+            bind("Zipkin", config.zipkin_addr).await?,
         )),
         None => None,
     };
@@ -157,16 +162,25 @@ async fn run(config: Config) -> Result<()> {
         stop_serving.clone(),
     ));
 
-    let mut otlp_addrs = None;
-    if let (Some(ingester), Some((grpc_listener, http_listener))) = (&ingester, otlp_listeners) {
-        otlp_addrs = Some((
-            local_addr(&grpc_listener, config.otlp_grpc_addr),
-            local_addr(&http_listener, config.otlp_http_addr),
-        ));
+    let mut ingest_addrs = None;
+    if let (Some(ingester), Some((grpc_listener, http_listener, zipkin_listener))) =
+        (&ingester, ingest_listeners)
+    {
+        ingest_addrs = Some(IngestAddrs {
+            otlp_grpc: local_addr(&grpc_listener, config.otlp_grpc_addr),
+            otlp_http: local_addr(&http_listener, config.otlp_http_addr),
+            zipkin: local_addr(&zipkin_listener, config.zipkin_addr),
+        });
         servers.spawn(serve_http(
             "OTLP/HTTP",
             http_listener,
             strata_ingester::receiver::http::router(Arc::clone(ingester)),
+            stop_serving.clone(),
+        ));
+        servers.spawn(serve_http(
+            "Zipkin",
+            zipkin_listener,
+            strata_ingester::receiver::zipkin::router(Arc::clone(ingester)),
             stop_serving.clone(),
         ));
         servers.spawn(serve_grpc(
@@ -174,7 +188,8 @@ async fn run(config: Config) -> Result<()> {
             OtlpGrpcService::new(Arc::clone(ingester)),
             stop_serving.clone(),
         ));
-        background.spawn(Arc::clone(ingester).run_flush_loop(stop_background.clone()));
+        background.spawn(Arc::clone(ingester).run_cut_loop(stop_background.clone()));
+        background.spawn(Arc::clone(ingester).run_upload_loop(stop_background.clone()));
     }
     if config.target.runs_compactor() {
         let compactor = Arc::new(Compactor::new(Arc::clone(&store), config.compactor.clone()));
@@ -182,7 +197,7 @@ async fn run(config: Config) -> Result<()> {
     }
 
     process.ready.store(true, Ordering::Release);
-    print_banner(&config, http_addr, otlp_addrs);
+    print_banner(&config, http_addr, ingest_addrs);
 
     let mut failure = None;
     tokio::select! {
@@ -195,6 +210,16 @@ async fn run(config: Config) -> Result<()> {
             });
         }
     }
+
+    // A second signal while we flush means "now": exit at once. Everything
+    // acknowledged is in the write-ahead log or the local upload queue.
+    tokio::spawn(async move {
+        signals.recv().await;
+        warn!(
+            "second shutdown signal: exiting without flushing; the write-ahead log keeps every acknowledged span"
+        );
+        std::process::exit(130);
+    });
 
     // Stop accepting work, let in-flight requests finish, then flush.
     process.ready.store(false, Ordering::Release);
@@ -209,10 +234,7 @@ async fn run(config: Config) -> Result<()> {
     stop_background.cancel();
     while background.join_next().await.is_some() {}
     if let Some(ingester) = &ingester {
-        let unwritten = ingester.shutdown(config.shutdown_timeout).await;
-        if unwritten > 0 {
-            return Err(Error::UnflushedAtShutdown(unwritten));
-        }
+        ingester.shutdown(config.shutdown_timeout).await?;
     }
     info!("strata stopped");
     match failure {
@@ -274,17 +296,36 @@ impl ShutdownSignals {
     }
 }
 
+/// Where the receivers listen.
+#[derive(Debug, Clone, Copy)]
+struct IngestAddrs {
+    otlp_grpc: SocketAddr,
+    otlp_http: SocketAddr,
+    zipkin: SocketAddr,
+}
+
 /// Tells a person (and the integration tests) where to send and query.
-fn print_banner(config: &Config, http: SocketAddr, otlp: Option<(SocketAddr, SocketAddr)>) {
+fn print_banner(config: &Config, http: SocketAddr, ingest: Option<IngestAddrs>) {
     println!(
         "Strata {} running: target {:?}, storage {}",
         env!("CARGO_PKG_VERSION"),
         config.target,
         config.storage
     );
-    if let Some((grpc, http_otlp)) = otlp {
-        println!("  send spans  OTLP/gRPC   http://{grpc}");
-        println!("              OTLP/HTTP   http://{http_otlp}/v1/traces");
+    if let Some(addrs) = ingest {
+        println!("  send spans  OTLP/gRPC   http://{}", addrs.otlp_grpc);
+        println!(
+            "              OTLP/HTTP   http://{}/v1/traces",
+            addrs.otlp_http
+        );
+        println!(
+            "              Zipkin      http://{}/api/v2/spans",
+            addrs.zipkin
+        );
+        println!(
+            "              (write-ahead log in {})",
+            config.ingester.wal_dir.display()
+        );
     }
     if config.target.runs_querier() {
         println!("  query       Tempo API   http://{http}/api/v2/traces/<trace-id>");

@@ -92,12 +92,14 @@ pub fn request_with_spans(spans: Vec<Span>) -> ExportTraceServiceRequest {
     }
 }
 
-/// An object-store decorator that fails requests on demand, to test how
-/// components behave during a storage outage.
+/// An object-store decorator that fails, delays or hangs requests on
+/// demand, to test how components behave while storage misbehaves.
 #[derive(Debug)]
 pub struct FaultyStore {
     inner: Arc<dyn ObjectStore>,
     failing: AtomicBool,
+    hanging: AtomicBool,
+    latency_ms: std::sync::atomic::AtomicU64,
 }
 
 impl FaultyStore {
@@ -106,7 +108,34 @@ impl FaultyStore {
         Self {
             inner,
             failing: AtomicBool::new(false),
+            hanging: AtomicBool::new(false),
+            latency_ms: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Makes every request hang (`true`: never answer) or pass through.
+    pub fn set_hanging(&self, hanging: bool) {
+        self.hanging.store(hanging, Ordering::SeqCst);
+    }
+
+    /// Delays every request by `latency`.
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.latency_ms.store(
+            u64::try_from(latency.as_millis()).unwrap_or(u64::MAX),
+            Ordering::SeqCst,
+        );
+    }
+
+    /// Applies the configured delay or hang, then the failure switch.
+    async fn enter(&self) -> StoreResult<()> {
+        let latency = self.latency_ms.load(Ordering::SeqCst);
+        if latency > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
+        }
+        if self.hanging.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        self.check()
     }
 
     /// Makes every request fail (`true`) or pass through (`false`).
@@ -140,7 +169,7 @@ impl ObjectStore for FaultyStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> StoreResult<PutResult> {
-        self.check()?;
+        self.enter().await?;
         self.inner.put_opts(location, payload, opts).await
     }
 
@@ -149,12 +178,12 @@ impl ObjectStore for FaultyStore {
         location: &ObjectPath,
         opts: PutMultipartOptions,
     ) -> StoreResult<Box<dyn MultipartUpload>> {
-        self.check()?;
+        self.enter().await?;
         self.inner.put_multipart_opts(location, opts).await
     }
 
     async fn get_opts(&self, location: &ObjectPath, options: GetOptions) -> StoreResult<GetResult> {
-        self.check()?;
+        self.enter().await?;
         self.inner.get_opts(location, options).await
     }
 
@@ -173,7 +202,7 @@ impl ObjectStore for FaultyStore {
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&ObjectPath>) -> StoreResult<ListResult> {
-        self.check()?;
+        self.enter().await?;
         self.inner.list_with_delimiter(prefix).await
     }
 
@@ -183,7 +212,7 @@ impl ObjectStore for FaultyStore {
         to: &ObjectPath,
         options: CopyOptions,
     ) -> StoreResult<()> {
-        self.check()?;
+        self.enter().await?;
         self.inner.copy_opts(from, to, options).await
     }
 }

@@ -1,6 +1,14 @@
 //! The ingester's error type, and its mapping to HTTP and gRPC answers.
+//!
+//! Refusals a client should retry carry a back-off: HTTP answers 429 or 503
+//! with `Retry-After`, gRPC `RESOURCE_EXHAUSTED` or `UNAVAILABLE` with a
+//! `google.rpc.RetryInfo` detail — the signals OTLP exporters act on.
 
+use std::time::Duration;
+
+use http::StatusCode;
 use strata_common::ErrorKind;
+use tonic_types::{ErrorDetails, StatusExt};
 
 /// Result alias for this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -19,19 +27,52 @@ pub enum Error {
         limit: usize,
     },
 
-    /// Accepting the request would exceed the live-span memory limit; the
-    /// client should retry after blocks have been flushed.
-    #[error("live spans use {live_bytes} bytes, over the limit of {limit}; retry later")]
+    /// The tenant's ingestion rate limit is exhausted.
+    #[error("ingestion rate limit exceeded for tenant {tenant}; retry in {retry_after:?}")]
+    RateLimited {
+        /// The tenant.
+        tenant: String,
+        /// When the request would fit.
+        retry_after: Duration,
+    },
+
+    /// Unflushed spans in memory are at the configured limit.
+    #[error("live spans use {live_bytes} bytes, at the limit of {limit}; retry later")]
     Overloaded {
-        /// Bytes of unflushed spans held now.
+        /// Bytes of spans held in memory.
         live_bytes: usize,
         /// The configured limit.
         limit: usize,
     },
 
+    /// The write-ahead log and the local block queue are at their disk
+    /// budget (usually: the object store has been unreachable for a while).
+    #[error(
+        "write-ahead log and upload queue use {used} bytes, at the budget of {limit}; retry later"
+    )]
+    DiskFull {
+        /// Bytes used.
+        used: u64,
+        /// The configured budget.
+        limit: u64,
+    },
+
     /// The ingester is shutting down and no longer accepts spans.
     #[error("the ingester is shutting down")]
     ShuttingDown,
+
+    /// Reading or writing the write-ahead log or the local block queue failed.
+    #[error("{context}: {source}")]
+    Wal {
+        /// What we were doing.
+        context: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+
+    /// The write-ahead log has been closed (shutting down).
+    #[error("the write-ahead log is closed")]
+    WalClosed,
 
     /// Converting, encoding or storing spans failed.
     #[error(transparent)]
@@ -39,14 +80,29 @@ pub enum Error {
 }
 
 impl Error {
+    /// How long a client should wait before retrying, for retryable refusals.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } => {
+                Some((*retry_after).max(Duration::from_secs(1)))
+            }
+            Self::Overloaded { .. } => Some(Duration::from_secs(1)),
+            Self::DiskFull { .. } => Some(Duration::from_secs(5)),
+            Self::ShuttingDown | Self::WalClosed => Some(Duration::from_secs(1)),
+            _ => None,
+        }
+    }
+
     /// The HTTP status code for this error.
-    pub fn http_status(&self) -> http::StatusCode {
-        use http::StatusCode;
+    pub fn http_status(&self) -> StatusCode {
         match self {
             Self::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited { .. } | Self::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::DiskFull { .. } | Self::ShuttingDown | Self::WalClosed => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Wal { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Common(e) => match e.kind() {
                 ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
                 ErrorKind::NotFound | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -55,20 +111,29 @@ impl Error {
         }
     }
 
-    /// The gRPC status for this error.
+    /// The gRPC status for this error, with retry information when retryable.
     pub fn grpc_status(&self) -> tonic::Status {
-        let message = self.to_string();
-        match self {
-            Self::InvalidRequest(_) => tonic::Status::invalid_argument(message),
-            Self::TooLarge { .. } => tonic::Status::resource_exhausted(message),
-            // RESOURCE_EXHAUSTED and UNAVAILABLE are the codes OTLP clients retry.
-            Self::Overloaded { .. } => tonic::Status::resource_exhausted(message),
-            Self::ShuttingDown => tonic::Status::unavailable(message),
+        use tonic::Code;
+        let code = match self {
+            Self::InvalidRequest(_) => Code::InvalidArgument,
+            Self::TooLarge { .. } => Code::InvalidArgument,
+            Self::RateLimited { .. } | Self::Overloaded { .. } => Code::ResourceExhausted,
+            Self::DiskFull { .. } | Self::ShuttingDown | Self::WalClosed | Self::Wal { .. } => {
+                Code::Unavailable
+            }
             Self::Common(e) => match e.kind() {
-                ErrorKind::InvalidInput => tonic::Status::invalid_argument(message),
-                ErrorKind::Unavailable => tonic::Status::unavailable(message),
-                ErrorKind::NotFound | ErrorKind::Internal => tonic::Status::internal(message),
+                ErrorKind::InvalidInput => Code::InvalidArgument,
+                ErrorKind::Unavailable => Code::Unavailable,
+                ErrorKind::NotFound | ErrorKind::Internal => Code::Internal,
             },
+        };
+        match self.retry_after() {
+            Some(delay) => tonic::Status::with_error_details(
+                code,
+                self.to_string(),
+                ErrorDetails::with_retry_info(Some(delay)),
+            ),
+            None => tonic::Status::new(code, self.to_string()),
         }
     }
 
@@ -77,8 +142,11 @@ impl Error {
         match self {
             Self::InvalidRequest(_) => "invalid",
             Self::TooLarge { .. } => "too_large",
-            Self::Overloaded { .. } => "overloaded",
-            Self::ShuttingDown => "shutting_down",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Overloaded { .. } => "memory_limit",
+            Self::DiskFull { .. } => "disk_budget",
+            Self::ShuttingDown | Self::WalClosed => "shutting_down",
+            Self::Wal { .. } => "wal_error",
             Self::Common(e) => match e.kind() {
                 ErrorKind::InvalidInput => "invalid",
                 _ => "internal",

@@ -1,18 +1,24 @@
-//! Per-tenant span buffers, block cutting and the live-trace lookup.
+//! The ingester: WAL, live traces, block cutting and upload.
 //!
-//! Life of a span: a receiver calls [`Ingester::push`], which converts the
-//! request to a span-schema batch and appends it to the tenant's *head*.
-//! The flush loop cuts the head into a *pending* block when it is big or old
-//! enough, writes it to the object store, and then keeps it as *recent* for
-//! [`IngesterConfig::complete_block_timeout`] so queriers that discover blocks
-//! by polling never see a gap. Head, pending and recent spans are all served by
-//! [`Ingester::find_trace`].
+//! Life of a span:
 //!
-//! The write-ahead log slots in at `push` (append and fsync before the
-//! batch joins the head) and at start-up (replay into heads); the buffer
-//! already holds exactly what the WAL will hold.
+//! 1. [`Ingester::push`] charges the tenant's rate limit, sanitises the
+//!    request (see [`crate::limits`]), converts it to a span batch, appends it
+//!    to the write-ahead log and waits for the fsync. Only then is the export
+//!    acknowledged, and the batch joins the tenant's live traces.
+//! 2. The cut loop moves traces that are complete (idle, or live too long)
+//!    to a ready set, and cuts ready traces into a block by size or age. The
+//!    block is encoded and written, fsynced, to the local upload queue; WAL
+//!    segments nothing live still needs are deleted.
+//! 3. The upload loop copies queued blocks to the object store (`meta.json`
+//!    last), announces them, and removes them locally. Failures back off and
+//!    retry; the queue grows on disk meanwhile.
+//!
+//! Every stage serves trace lookups, and each hand-over publishes the next
+//! stage before retiring the previous one, so a lookup that reads the live
+//! stages before the querier's block list never misses a span.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -21,30 +27,51 @@ use arrow::array::{FixedSizeBinaryArray, RecordBatch, Scalar};
 use arrow::compute::filter_record_batch;
 use arrow::compute::kernels::cmp::eq;
 use async_trait::async_trait;
+use bytes::Bytes;
 use object_store::ObjectStore;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use strata_common::block::write_block;
+use prost::Message;
+use strata_common::block::{BlockWriteOptions, encode_block, upload_block};
 use strata_common::convert::request_to_batch;
 use strata_common::schema::columns;
-use strata_common::{BlockMeta, LiveTraceSource, TenantId, TraceId};
+use strata_common::{BlockId, BlockMeta, LiveTraceSource, TenantId, TraceId};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::config::IngesterConfig;
 use crate::error::{Error, Result};
+use crate::limits::{Limits, SanitizeReport, TraceUsage, sanitize};
+use crate::live::{Cut, LiveTenant};
 use crate::metrics;
+use crate::queue::BlockQueue;
+use crate::wal::{Wal, WalConfig};
 
-/// Called after each block is committed, e.g. to tell an in-process querier
-/// about it without waiting for its next poll.
+/// Called after each block is committed to the object store, e.g. to tell
+/// an in-process querier about it without waiting for its next poll.
 pub type BlockWrittenHook = Arc<dyn Fn(&BlockMeta) + Send + Sync>;
 
-/// Receives spans, buffers them per tenant and cuts blocks.
+/// What became of an accepted export.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PushOutcome {
+    /// Spans logged and buffered.
+    pub accepted: usize,
+    /// Spans dropped (invalid, or beyond a trace limit).
+    pub rejected: usize,
+    /// Why spans were dropped, for OTLP's partial success; empty if none.
+    pub message: String,
+}
+
+/// Receives spans, logs them, groups them by trace and cuts blocks.
 pub struct Ingester {
     store: Arc<dyn ObjectStore>,
     config: IngesterConfig,
+    limits: Limits,
+    wal: Wal,
+    queue: Arc<BlockQueue>,
     state: Mutex<State>,
-    flush_wakeup: Notify,
+    cut_wakeup: Notify,
+    upload_wakeup: Notify,
     on_block_written: Option<BlockWrittenHook>,
 }
 
@@ -57,78 +84,111 @@ impl fmt::Debug for Ingester {
     }
 }
 
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct State {
-    tenants: HashMap<TenantId, TenantBuffer>,
-    /// Bytes of spans not yet in a committed block (heads and pending).
-    unflushed_bytes: usize,
+    tenants: HashMap<TenantId, LiveTenant>,
+    /// Cuts being encoded into the local queue: still served, still holding
+    /// their WAL segments.
+    cutting: Vec<Cutting>,
+    next_cut: u64,
     shutting_down: bool,
-    next_cut_id: u64,
 }
 
-#[derive(Default)]
-struct TenantBuffer {
-    head: Vec<RecordBatch>,
-    head_bytes: usize,
-    head_since: Option<Instant>,
-    pending: VecDeque<CutBlock>,
-    recent: VecDeque<RecentBlock>,
+#[derive(Debug)]
+struct Cutting {
+    id: u64,
+    tenant: TenantId,
+    batch: RecordBatch,
+    min_wal_segment: u64,
+    in_progress: bool,
 }
 
-impl TenantBuffer {
-    /// Moves the head into a pending block.
-    fn cut(&mut self, id: u64, now: Instant) {
-        self.pending.push_back(CutBlock {
-            id,
-            batches: std::mem::take(&mut self.head),
-            bytes: std::mem::take(&mut self.head_bytes),
-            failed_attempts: 0,
-            next_attempt: now,
-            in_flight: false,
-        });
-        self.head_since = None;
+impl State {
+    fn live_bytes(&self) -> usize {
+        self.tenants.values().map(LiveTenant::bytes).sum::<usize>()
+            + self
+                .cutting
+                .iter()
+                .map(|c| c.batch.get_array_memory_size())
+                .sum::<usize>()
+    }
+
+    fn min_wal_segment(&self) -> u64 {
+        let live = self
+            .tenants
+            .values()
+            .filter_map(LiveTenant::min_wal_segment);
+        let cutting = self.cutting.iter().map(|c| c.min_wal_segment);
+        live.chain(cutting).min().unwrap_or(u64::MAX)
     }
 }
 
-/// A head that was cut and awaits a successful write.
-struct CutBlock {
-    id: u64,
-    batches: Vec<RecordBatch>,
-    bytes: usize,
-    failed_attempts: u32,
-    next_attempt: Instant,
-    /// A flush pass is writing it now; others must not write it twice.
-    in_flight: bool,
-}
-
-/// A written block's spans, kept queryable for a while.
-struct RecentBlock {
-    keep_until: Instant,
-    batches: Vec<RecordBatch>,
-}
-
-/// What one flush pass achieved.
+/// What a shutdown achieved.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct FlushReport {
-    /// Blocks committed.
-    pub blocks_written: usize,
-    /// Cut blocks still waiting (their write failed or is backing off).
-    pub blocks_pending: usize,
+pub struct ShutdownReport {
+    /// Blocks uploaded during shutdown.
+    pub blocks_uploaded: usize,
+    /// Blocks left in the local queue (uploaded at the next start).
+    pub blocks_queued: usize,
 }
 
 impl Ingester {
-    /// An ingester writing blocks to `store`.
-    pub fn new(store: Arc<dyn ObjectStore>, config: IngesterConfig) -> Self {
-        Self {
+    /// Opens the ingester: recovers the WAL into live traces and the local
+    /// upload queue, ready to serve.
+    pub async fn open(store: Arc<dyn ObjectStore>, config: IngesterConfig) -> Result<Self> {
+        let (wal, records, _report) = Wal::open(&WalConfig {
+            dir: config.segments_dir(),
+            segment_max_bytes: config.wal_segment_bytes,
+        })?;
+        let queue = Arc::new(BlockQueue::open(&config.queue_dir())?);
+        let limits = Limits::new(config.limits.clone(), config.tenant_limits.clone());
+        let ingester = Self {
             store,
             config,
+            limits,
+            wal,
+            queue,
             state: Mutex::new(State::default()),
-            flush_wakeup: Notify::new(),
+            cut_wakeup: Notify::new(),
+            upload_wakeup: Notify::new(),
             on_block_written: None,
+        };
+        let mut replayed = 0;
+        for record in records {
+            // Records were sanitised before they were logged.
+            let request = match ExportTraceServiceRequest::decode(record.request) {
+                Ok(request) => request,
+                Err(e) => {
+                    warn!(error = %e, "skipping an undecodable write-ahead log record");
+                    continue;
+                }
+            };
+            let batch = request_to_batch(&request)?;
+            replayed += batch.num_rows();
+            let over = {
+                let mut state = ingester.lock();
+                state.tenants.entry(record.tenant).or_default().insert(
+                    batch,
+                    record.segment,
+                    &HashMap::new(),
+                    Instant::now(),
+                )?;
+                state.live_bytes() > ingester.config.max_live_bytes / 2
+            };
+            // Replay must not need more memory than live traffic: past half
+            // the limit, write what is buffered to the local queue.
+            if over {
+                ingester.cut(true).await?;
+            }
         }
+        if replayed > 0 {
+            info!(spans = replayed, "replayed the write-ahead log");
+        }
+        ingester.report_memory();
+        Ok(ingester)
     }
 
-    /// Calls `hook` after every committed block.
+    /// Calls `hook` after every block committed to the object store.
     pub fn with_block_written_hook(mut self, hook: BlockWrittenHook) -> Self {
         self.on_block_written = Some(hook);
         self
@@ -140,262 +200,461 @@ impl Ingester {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves consistent data (every update
-        // is a few assignments), so poisoning is ignored.
+        // Every update under this lock leaves consistent data, so a panic
+        // elsewhere while holding it does not make the state unusable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Accepts one export request for `tenant`. Returns the number of spans
-    /// accepted. When this returns `Ok`, the spans are readable through
-    /// [`find_trace`](Self::find_trace) and will be written to a block.
-    pub fn push(&self, tenant: &TenantId, request: &ExportTraceServiceRequest) -> Result<usize> {
-        let result = self.push_inner(tenant, request);
+    /// Accepts one export for `tenant`. `encoded` is the request's protobuf
+    /// encoding when the receiver has it (saves re-encoding for the WAL).
+    /// On `Ok` every accepted span is fsynced in the WAL and readable through
+    /// [`live_trace`](Self::live_trace).
+    pub async fn push(
+        &self,
+        tenant: &TenantId,
+        request: ExportTraceServiceRequest,
+        encoded: Option<Bytes>,
+    ) -> Result<PushOutcome> {
+        let spans = count_spans(&request);
+        let result = self.push_inner(tenant, request, encoded).await;
         match &result {
-            Ok(spans) => metrics::spans_received(tenant, *spans),
-            Err(e) => metrics::spans_rejected(tenant, count_spans(request), e.reason()),
+            Ok(outcome) => {
+                metrics::spans_received(tenant, outcome.accepted);
+            }
+            Err(e) => metrics::spans_rejected(tenant, spans, e.reason()),
         }
         result
     }
 
-    fn push_inner(&self, tenant: &TenantId, request: &ExportTraceServiceRequest) -> Result<usize> {
-        if self.lock().shutting_down {
-            return Err(Error::ShuttingDown);
-        }
-        let batch = request_to_batch(request)?;
-        let spans = batch.num_rows();
-        if spans == 0 {
-            return Ok(0);
-        }
-        let bytes = batch.get_array_memory_size();
-
-        let mut state = self.lock();
-        if state.shutting_down {
-            return Err(Error::ShuttingDown);
-        }
-        if state.unflushed_bytes + bytes > self.config.max_live_bytes {
-            return Err(Error::Overloaded {
-                live_bytes: state.unflushed_bytes,
-                limit: self.config.max_live_bytes,
+    async fn push_inner(
+        &self,
+        tenant: &TenantId,
+        mut request: ExportTraceServiceRequest,
+        encoded: Option<Bytes>,
+    ) -> Result<PushOutcome> {
+        let size = encoded
+            .as_ref()
+            .map_or_else(|| request.encoded_len(), Bytes::len) as u64;
+        let mut usage = {
+            let state = self.lock();
+            if state.shutting_down {
+                return Err(Error::ShuttingDown);
+            }
+            let live_bytes = state.live_bytes();
+            if live_bytes > self.config.max_live_bytes {
+                return Err(Error::Overloaded {
+                    live_bytes,
+                    limit: self.config.max_live_bytes,
+                });
+            }
+            usage_of(state.tenants.get(tenant), &request)
+        };
+        let used = self.wal.size_bytes() + self.queue.bytes();
+        if used > self.config.wal_max_bytes {
+            return Err(Error::DiskFull {
+                used,
+                limit: self.config.wal_max_bytes,
             });
         }
-        state.unflushed_bytes += bytes;
-        let unflushed = state.unflushed_bytes;
-        let State {
-            tenants,
-            next_cut_id,
-            ..
-        } = &mut *state;
-        let buffer = tenants.entry(tenant.clone()).or_default();
-        buffer.head.push(batch);
-        buffer.head_bytes += bytes;
-        buffer.head_since.get_or_insert_with(Instant::now);
-        // Cut here rather than in the flush loop: while the loop is busy
-        // writing a block, the head would otherwise keep growing, and blocks
-        // (and the memory to encode them) with it.
-        let full = buffer.head_bytes >= self.config.block_max_bytes;
-        if full {
-            *next_cut_id += 1;
-            buffer.cut(*next_cut_id, Instant::now());
-        }
-        drop(state);
+        self.limits
+            .admit(tenant, size)
+            .map_err(|retry_after| Error::RateLimited {
+                tenant: tenant.to_string(),
+                retry_after,
+            })?;
 
-        metrics::unflushed_bytes(unflushed);
-        if full {
-            self.flush_wakeup.notify_one();
+        // Sanitising and conversion are CPU work: off the async runtime.
+        let limits = self.limits.of(tenant).clone();
+        let before = usage.clone();
+        let (report, batch, wal_bytes, usage) = tokio::task::spawn_blocking(move || {
+            let report = sanitize(&mut request, &limits, &mut usage);
+            if report.accepted == 0 {
+                return Ok::<_, Error>((report, None, Bytes::new(), usage));
+            }
+            let batch = request_to_batch(&request)?;
+            let wal_bytes = match encoded {
+                Some(bytes) if !report.changed() => bytes,
+                _ => Bytes::from(request.encode_to_vec()),
+            };
+            Ok((report, Some(batch), wal_bytes, usage))
+        })
+        .await
+        .map_err(strata_common::Error::from)??;
+        self.record_sanitizing(tenant, &report);
+
+        let Some(batch) = batch else {
+            return if report.rejected_spans() > 0 {
+                Err(Error::InvalidRequest(report.message()))
+            } else {
+                Ok(PushOutcome::default())
+            };
+        };
+        let added_otlp: HashMap<[u8; 16], u64> = usage
+            .iter()
+            .map(|(id, (_, bytes))| (*id, bytes - before.get(id).map_or(0, |(_, b)| *b)))
+            .collect();
+
+        let guard = self.wal.append(tenant, &wal_bytes).await?;
+        {
+            let mut state = self.lock();
+            state.tenants.entry(tenant.clone()).or_default().insert(
+                batch,
+                guard.segment(),
+                &added_otlp,
+                Instant::now(),
+            )?;
         }
-        Ok(spans)
+        drop(guard);
+        self.report_memory();
+        Ok(PushOutcome {
+            accepted: report.accepted,
+            rejected: report.rejected_spans(),
+            message: report.message(),
+        })
     }
 
-    /// Runs the flush loop until `cancel` fires. Does not flush on exit:
-    /// call [`shutdown`](Self::shutdown) for that.
-    pub async fn run_flush_loop(self: Arc<Self>, cancel: CancellationToken) {
+    fn record_sanitizing(&self, tenant: &TenantId, report: &SanitizeReport) {
+        for (reason, count) in &report.rejected {
+            metrics::spans_rejected(tenant, *count, reason.label());
+        }
+        if report.truncated_values > 0 {
+            metrics::attribute_values_truncated(tenant, report.truncated_values);
+        }
+    }
+
+    /// Runs the cut loop until `cancel` fires.
+    pub async fn run_cut_loop(self: Arc<Self>, cancel: CancellationToken) {
         loop {
             tokio::select! {
                 () = cancel.cancelled() => return,
                 () = tokio::time::sleep(self.config.flush_check_interval) => {}
-                () = self.flush_wakeup.notified() => {}
+                () = self.cut_wakeup.notified() => {}
             }
-            self.flush(false).await;
+            if let Err(e) = self.cut(false).await {
+                warn!(error = %e, "cutting blocks failed; retrying");
+            }
         }
     }
 
-    /// Cuts heads that are old enough (all heads when `force`), then writes
-    /// every pending block whose retry time has come (all of them when
-    /// `force`).
-    pub async fn flush(&self, force: bool) -> FlushReport {
+    /// Completes idle or old traces and cuts due ready sets into blocks in
+    /// the local queue; with `force`, everything live. Returns blocks queued.
+    pub async fn cut(&self, force: bool) -> Result<usize> {
         let now = Instant::now();
-        let jobs = self.cut_and_collect(now, force);
-        let mut report = FlushReport::default();
-        for (tenant, id, batches) in jobs {
-            let result = write_block(
-                Arc::clone(&self.store),
-                tenant.clone(),
-                batches,
-                0,
-                self.config.block.clone(),
-            )
-            .await;
+        let jobs = {
+            let mut state = self.lock();
+            let State {
+                tenants,
+                cutting,
+                next_cut,
+                ..
+            } = &mut *state;
+            for (tenant, live) in tenants.iter_mut() {
+                live.complete(
+                    now,
+                    self.config.trace_idle_period,
+                    self.config.trace_max_live,
+                    force,
+                );
+                let due = force
+                    || live.cut_due(now, self.config.block_max_bytes, self.config.block_max_age);
+                if due
+                    && let Some(Cut {
+                        batch,
+                        min_wal_segment,
+                    }) = live.cut()?
+                {
+                    *next_cut += 1;
+                    cutting.push(Cutting {
+                        id: *next_cut,
+                        tenant: tenant.clone(),
+                        batch,
+                        min_wal_segment,
+                        in_progress: false,
+                    });
+                }
+            }
+            tenants.retain(|_, live| !live.is_empty());
+            cutting
+                .iter_mut()
+                .filter(|c| !c.in_progress)
+                .map(|c| {
+                    c.in_progress = true;
+                    (c.id, c.tenant.clone(), c.batch.clone())
+                })
+                .collect::<Vec<_>>()
+        };
+
+        let mut queued = 0;
+        let mut first_error = None;
+        for (id, tenant, batch) in jobs {
+            let options = self.config.block.clone();
+            let result = self.queue_block(tenant.clone(), batch, options).await;
+            let mut state = self.lock();
             match result {
                 Ok(meta) => {
-                    report.blocks_written += 1;
-                    self.block_committed(&tenant, id, &meta);
+                    state.cutting.retain(|c| c.id != id);
+                    queued += 1;
+                    info!(%tenant, block = %meta.block_id, spans = meta.span_count, traces = meta.trace_count, "block queued for upload");
                 }
                 Err(e) => {
-                    warn!(%tenant, error = %e, "writing block failed; spans stay in memory and the write is retried");
-                    metrics::block_write_failed(&tenant);
-                    self.block_failed(&tenant, id);
+                    if let Some(c) = state.cutting.iter_mut().find(|c| c.id == id) {
+                        c.in_progress = false;
+                    }
+                    warn!(%tenant, error = %e, "writing a block to the local queue failed; spans stay in memory and in the WAL");
+                    first_error.get_or_insert(e);
                 }
             }
         }
-        report.blocks_pending = self.lock().tenants.values().map(|t| t.pending.len()).sum();
-        report
+        if queued > 0 {
+            self.trim_wal().await?;
+            self.upload_wakeup.notify_one();
+        }
+        self.report_memory();
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(queued),
+        }
     }
 
-    fn cut_and_collect(&self, now: Instant, force: bool) -> Vec<(TenantId, u64, Vec<RecordBatch>)> {
-        let mut state = self.lock();
-        let State {
-            tenants,
-            next_cut_id,
-            ..
-        } = &mut *state;
-        let mut jobs = Vec::new();
-        for (tenant, buffer) in tenants.iter_mut() {
-            buffer.recent.retain(|r| r.keep_until > now);
-            // Full heads were already cut by `push`; here only age matters.
-            let due = buffer
-                .head_since
-                .is_some_and(|since| now.duration_since(since) >= self.config.block_max_age);
-            if !buffer.head.is_empty() && (force || due) {
-                *next_cut_id += 1;
-                buffer.cut(*next_cut_id, now);
+    /// Deletes WAL segments no longer needed: everything in them is in the
+    /// local queue (fsynced) or further along.
+    async fn trim_wal(&self) -> Result<()> {
+        if self.lock().min_wal_segment() == u64::MAX {
+            // Nothing buffered: let the active segment go too.
+            self.wal.rotate().await;
+        }
+        // Decided under the buffer lock, so no batch can join the buffers
+        // between reading what they need and choosing what to delete.
+        let doomed = {
+            let state = self.lock();
+            self.wal.segments_before(state.min_wal_segment())
+        };
+        self.wal.delete(&doomed)?;
+        Ok(())
+    }
+
+    async fn queue_block(
+        &self,
+        tenant: TenantId,
+        batch: RecordBatch,
+        options: BlockWriteOptions,
+    ) -> Result<BlockMeta> {
+        let block_id = BlockId::new_v7();
+        let encoded = tokio::task::spawn_blocking(move || {
+            encode_block(tenant, block_id, 0, &[batch], &options)
+        })
+        .await
+        .map_err(strata_common::Error::from)??;
+        // Writing and fsyncing is blocking I/O too.
+        let meta = encoded.meta.clone();
+        let queue = Arc::clone(&self.queue);
+        tokio::task::spawn_blocking(move || queue.add(&encoded))
+            .await
+            .map_err(strata_common::Error::from)??;
+        Ok(meta)
+    }
+
+    /// Runs the upload loop until `cancel` fires.
+    pub async fn run_upload_loop(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            self.upload(false).await;
+            self.prune_uploaded().await;
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                () = self.upload_wakeup.notified() => {}
             }
-            for cut in &mut buffer.pending {
-                if !cut.in_flight && (force || cut.next_attempt <= now) {
-                    cut.in_flight = true;
-                    jobs.push((tenant.clone(), cut.id, cut.batches.clone()));
+        }
+    }
+
+    /// Uploads queued blocks whose attempt is due (all with `all`); returns
+    /// how many were committed.
+    pub async fn upload(&self, all: bool) -> usize {
+        let mut uploaded = 0;
+        for meta in self.queue.due(Instant::now(), all) {
+            match self.upload_one(&meta).await {
+                Ok(()) => uploaded += 1,
+                Err(e) => {
+                    warn!(tenant = %meta.tenant, block = %meta.block_id, error = %e, "uploading a block failed; it stays queued and is retried");
+                    metrics::block_write_failed(&meta.tenant);
+                    self.queue.failed(&meta);
                 }
             }
         }
-        tenants.retain(|_, b| !b.head.is_empty() || !b.pending.is_empty() || !b.recent.is_empty());
-        jobs
+        uploaded
     }
 
-    fn block_committed(&self, tenant: &TenantId, cut_id: u64, meta: &BlockMeta) {
-        info!(
-            %tenant,
-            block = %meta.block_id,
-            spans = meta.span_count,
-            traces = meta.trace_count,
-            bytes = meta.data_size_bytes,
-            "block written"
-        );
-        metrics::block_written(tenant, meta);
-        // Tell the querier first, then retire the spans from the pending list,
-        // so there is no instant where neither side serves them.
+    async fn upload_one(&self, meta: &BlockMeta) -> Result<()> {
+        let queue = Arc::clone(&self.queue);
+        let to_load = meta.clone();
+        let encoded = tokio::task::spawn_blocking(move || queue.load(&to_load))
+            .await
+            .map_err(strata_common::Error::from)??;
+        let timeout = self.config.upload_timeout;
+        match tokio::time::timeout(timeout, upload_block(self.store.as_ref(), &encoded)).await {
+            Ok(result) => result?,
+            Err(_) => {
+                return Err(Error::Common(strata_common::Error::corrupt(format!(
+                    "upload did not finish within {timeout:?}"
+                ))));
+            }
+        }
+        metrics::block_written(&meta.tenant, meta);
+        info!(tenant = %meta.tenant, block = %meta.block_id, bytes = meta.data_size_bytes, "block uploaded");
+        // Announce first, then retire the local copy (after a linger for
+        // polling queriers): no moment where nobody serves the spans.
         if let Some(hook) = &self.on_block_written {
             hook(meta);
         }
-        let mut state = self.lock();
-        let keep_until = Instant::now() + self.config.complete_block_timeout;
-        let mut freed = 0;
-        if let Some(buffer) = state.tenants.get_mut(tenant)
-            && let Some(pos) = buffer.pending.iter().position(|c| c.id == cut_id)
-            && let Some(cut) = buffer.pending.remove(pos)
-        {
-            freed = cut.bytes;
-            if !self.config.complete_block_timeout.is_zero() {
-                buffer.recent.push_back(RecentBlock {
-                    keep_until,
-                    batches: cut.batches,
-                });
-            }
+        self.queue.uploaded(meta);
+        Ok(())
+    }
+
+    async fn prune_uploaded(&self) {
+        let queue = Arc::clone(&self.queue);
+        let linger = self.config.complete_block_timeout;
+        match tokio::task::spawn_blocking(move || queue.prune_uploaded(linger)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "removing uploaded blocks from the local queue failed"),
+            Err(e) => warn!(error = %e, "removing uploaded blocks from the local queue failed"),
         }
-        state.unflushed_bytes = state.unflushed_bytes.saturating_sub(freed);
-        metrics::unflushed_bytes(state.unflushed_bytes);
     }
 
-    fn block_failed(&self, tenant: &TenantId, cut_id: u64) {
-        let mut state = self.lock();
-        let Some(cut) = state
-            .tenants
-            .get_mut(tenant)
-            .and_then(|b| b.pending.iter_mut().find(|c| c.id == cut_id))
-        else {
-            return;
-        };
-        cut.in_flight = false;
-        cut.failed_attempts += 1;
-        let backoff = Duration::from_secs(1u64 << cut.failed_attempts.min(6));
-        cut.next_attempt = Instant::now() + backoff;
-    }
-
-    /// Stops accepting spans and writes everything buffered. Retries failed
-    /// writes for up to `deadline`; returns the number of blocks that could
-    /// not be written (0 on a clean shutdown).
-    pub async fn shutdown(&self, deadline: Duration) -> usize {
+    /// Stops accepting spans, cuts everything live into the local queue and
+    /// uploads the queue, retrying until `deadline`. What cannot be uploaded
+    /// stays queued on disk and is uploaded at the next start.
+    pub async fn shutdown(&self, deadline: Duration) -> Result<ShutdownReport> {
         self.lock().shutting_down = true;
         let started = Instant::now();
-        let mut delay = Duration::from_millis(250);
+        let mut report = ShutdownReport::default();
+        let mut delay = Duration::from_millis(100);
         loop {
-            let report = self.flush(true).await;
-            if report.blocks_pending == 0 {
-                info!("ingester flushed; nothing acknowledged is held only in memory");
-                return 0;
+            let cut = self.cut(true).await;
+            report.blocks_uploaded += self.upload(true).await;
+            let live_left = {
+                let state = self.lock();
+                !state.tenants.is_empty() || !state.cutting.is_empty()
+            };
+            if cut.is_ok() && !live_left && self.queue.pending() == 0 {
+                break;
             }
             if started.elapsed() + delay > deadline {
-                warn!(
-                    blocks = report.blocks_pending,
-                    "shutdown deadline reached with blocks unwritten"
-                );
-                return report.blocks_pending;
+                break;
             }
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(5));
         }
-    }
-
-    /// Bytes of spans not yet in a committed block.
-    pub fn unflushed_bytes(&self) -> usize {
-        self.lock().unflushed_bytes
-    }
-
-    fn tenant_batches(&self, tenant: &TenantId) -> Vec<RecordBatch> {
-        let state = self.lock();
-        let Some(buffer) = state.tenants.get(tenant) else {
-            return Vec::new();
-        };
-        buffer
-            .head
-            .iter()
-            .chain(buffer.pending.iter().flat_map(|c| c.batches.iter()))
-            .chain(buffer.recent.iter().flat_map(|r| r.batches.iter()))
-            .cloned()
-            .collect()
-    }
-
-    /// The spans of one trace held in memory (not yet, or only just, in a
-    /// block).
-    pub fn live_trace(&self, tenant: &TenantId, trace_id: TraceId) -> Result<Vec<RecordBatch>> {
-        let batches = self.tenant_batches(tenant);
-        let needle = FixedSizeBinaryArray::try_from_iter(std::iter::once(trace_id.as_bytes()))
-            .map(Scalar::new)
-            .map_err(|e| strata_common::Error::corrupt(format!("trace ID scalar: {e}")))?;
-        let mut out = Vec::new();
-        for batch in batches {
-            let ids = batch
-                .column_by_name(columns::TRACE_ID)
-                .ok_or_else(|| strata_common::Error::corrupt("live batch without trace_id"))?;
-            let mask = eq(ids, &needle)
-                .map_err(|e| strata_common::Error::corrupt(format!("comparing trace IDs: {e}")))?;
-            if mask.true_count() == 0 {
-                continue;
-            }
-            let rows = filter_record_batch(&batch, &mask)
-                .map_err(|e| strata_common::Error::corrupt(format!("filtering spans: {e}")))?;
-            out.push(rows);
+        report.blocks_queued = self.queue.pending();
+        // Nothing polls this process's queue any more.
+        let queue = Arc::clone(&self.queue);
+        if let Ok(Err(e)) =
+            tokio::task::spawn_blocking(move || queue.prune_uploaded(Duration::ZERO)).await
+        {
+            warn!(error = %e, "removing uploaded blocks from the local queue failed");
         }
+        if report.blocks_queued > 0 {
+            warn!(
+                blocks = report.blocks_queued,
+                "shutdown deadline reached: blocks stay in the local queue and are uploaded at the next start"
+            );
+        } else {
+            info!("ingester flushed: every acknowledged span is in the object store");
+        }
+        Ok(report)
+    }
+
+    /// Bytes of spans held in memory.
+    pub fn live_bytes(&self) -> usize {
+        self.lock().live_bytes()
+    }
+
+    /// Bytes on disk: WAL plus upload queue.
+    pub fn disk_bytes(&self) -> u64 {
+        self.wal.size_bytes() + self.queue.bytes()
+    }
+
+    /// Blocks waiting for upload.
+    pub fn upload_backlog(&self) -> usize {
+        self.queue.pending()
+    }
+
+    fn report_memory(&self) {
+        metrics::live_bytes(self.live_bytes());
+    }
+
+    /// The spans of one trace not yet in the object store: live, being cut,
+    /// or queued for upload.
+    pub async fn live_trace(
+        &self,
+        tenant: &TenantId,
+        trace_id: TraceId,
+    ) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        let cutting: Vec<RecordBatch> = {
+            let state = self.lock();
+            if let Some(batch) = state
+                .tenants
+                .get(tenant)
+                .map(|live| live.trace(&trace_id))
+                .transpose()?
+                .flatten()
+            {
+                out.push(batch);
+            }
+            state
+                .cutting
+                .iter()
+                .filter(|c| &c.tenant == tenant)
+                .map(|c| c.batch.clone())
+                .collect()
+        };
+        for batch in cutting {
+            if let Some(rows) = rows_of_trace(&batch, &trace_id)? {
+                out.push(rows);
+            }
+        }
+        out.extend(self.queue.find_trace(tenant, &trace_id).await?);
         Ok(out)
     }
+}
+
+/// Spans and OTLP bytes already held for the traces in `request`.
+fn usage_of(live: Option<&LiveTenant>, request: &ExportTraceServiceRequest) -> TraceUsage {
+    let mut usage = TraceUsage::new();
+    let Some(live) = live else {
+        return usage;
+    };
+    for span in request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+    {
+        let Ok(id) = TraceId::from_slice(&span.trace_id) else {
+            continue;
+        };
+        if let Some(held) = live.usage(&id) {
+            usage.entry(*id.as_bytes()).or_insert(held);
+        }
+    }
+    usage
+}
+
+fn rows_of_trace(batch: &RecordBatch, trace_id: &TraceId) -> Result<Option<RecordBatch>> {
+    let ids = batch
+        .column_by_name(columns::TRACE_ID)
+        .ok_or_else(|| strata_common::Error::corrupt("batch without trace_id"))?;
+    let needle = FixedSizeBinaryArray::try_from_iter(std::iter::once(trace_id.as_bytes()))
+        .map(Scalar::new)
+        .map_err(|e| strata_common::Error::corrupt(format!("trace ID scalar: {e}")))?;
+    let mask = eq(ids, &needle)
+        .map_err(|e| strata_common::Error::corrupt(format!("comparing trace IDs: {e}")))?;
+    if mask.true_count() == 0 {
+        return Ok(None);
+    }
+    filter_record_batch(batch, &mask)
+        .map(Some)
+        .map_err(|e| strata_common::Error::corrupt(format!("filtering spans: {e}")).into())
 }
 
 #[async_trait]
@@ -405,10 +664,12 @@ impl LiveTraceSource for Ingester {
         tenant: &TenantId,
         trace_id: TraceId,
     ) -> strata_common::Result<Vec<RecordBatch>> {
-        self.live_trace(tenant, trace_id).map_err(|e| match e {
-            Error::Common(inner) => inner,
-            other => strata_common::Error::corrupt(other.to_string()),
-        })
+        self.live_trace(tenant, trace_id)
+            .await
+            .map_err(|e| match e {
+                Error::Common(inner) => inner,
+                other => strata_common::Error::corrupt(other.to_string()),
+            })
     }
 }
 

@@ -14,10 +14,15 @@
 mod config;
 mod error;
 mod ingester;
+mod limits;
+mod live;
 mod metrics;
+mod queue;
 pub mod receiver;
+pub mod wal;
 
 pub use config::IngesterConfig;
 pub use error::{Error, Result};
-pub use ingester::{BlockWrittenHook, FlushReport, Ingester};
+pub use ingester::{BlockWrittenHook, Ingester, PushOutcome, ShutdownReport};
+pub use limits::{Rejection, TenantLimits};
 pub use receiver::grpc::OtlpGrpcService;

@@ -26,8 +26,16 @@ pub(crate) fn request(protocol: &'static str, outcome: &'static str) {
     .increment(1);
 }
 
-pub(crate) fn unflushed_bytes(bytes: usize) {
-    metrics::gauge!("strata_ingester_unflushed_bytes").set(bytes as f64);
+pub(crate) fn live_bytes(bytes: usize) {
+    metrics::gauge!("strata_ingester_live_bytes").set(bytes as f64);
+}
+
+pub(crate) fn attribute_values_truncated(tenant: &TenantId, values: usize) {
+    metrics::counter!(
+        "strata_ingester_attribute_values_truncated_total",
+        "tenant" => tenant.to_string()
+    )
+    .increment(values as u64);
 }
 
 pub(crate) fn block_written(tenant: &TenantId, meta: &BlockMeta) {

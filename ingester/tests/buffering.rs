@@ -1,5 +1,5 @@
-//! The ingester keeps acknowledged spans through a storage outage, writes
-//! them once storage is back, and bounds its memory.
+//! The ingester logs before it acknowledges, groups spans by trace, survives
+//! a storage outage and a restart, and enforces its limits.
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,7 +14,8 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use strata_common::block::{list_block_ids, read_block, read_meta};
 use strata_common::testing::{FaultyStore, request_with_spans};
 use strata_common::{TenantId, TraceId};
-use strata_ingester::{Error, FlushReport, Ingester, IngesterConfig};
+use strata_ingester::{Error, Ingester, IngesterConfig, TenantLimits};
+use tempfile::TempDir;
 
 fn request(trace: u8, spans: u8) -> ExportTraceServiceRequest {
     request_with_spans(
@@ -31,141 +32,290 @@ fn request(trace: u8, spans: u8) -> ExportTraceServiceRequest {
     )
 }
 
-fn live_spans(ingester: &Ingester, tenant: &TenantId, trace: u8) -> usize {
+/// A config that cuts as soon as a trace is idle for 50 ms.
+fn config(dir: &TempDir) -> IngesterConfig {
+    IngesterConfig {
+        trace_idle_period: Duration::from_millis(50),
+        block_max_age: Duration::ZERO,
+        upload_timeout: Duration::from_secs(5),
+        complete_block_timeout: Duration::ZERO,
+        ..IngesterConfig::new(dir.path().join("wal"))
+    }
+}
+
+async fn live_spans(ingester: &Ingester, tenant: &TenantId, trace: u8) -> usize {
     ingester
         .live_trace(tenant, TraceId::new([trace; 16]))
+        .await
         .unwrap()
         .iter()
         .map(|b| b.num_rows())
         .sum()
 }
 
-#[tokio::test]
-async fn spans_survive_a_storage_outage_and_are_written_when_it_ends() {
-    let memory: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let faulty = Arc::new(FaultyStore::new(Arc::clone(&memory)));
-    let written = Arc::new(AtomicUsize::new(0));
-    let counter = Arc::clone(&written);
-    let ingester = Ingester::new(
-        Arc::clone(&faulty) as Arc<dyn ObjectStore>,
-        IngesterConfig::default(),
-    )
-    .with_block_written_hook(Arc::new(move |_| {
-        counter.fetch_add(1, Ordering::SeqCst);
-    }));
-    let tenant = TenantId::new("acme").unwrap();
-    assert_eq!(ingester.push(&tenant, &request(7, 3)).unwrap(), 3);
-
-    faulty.set_failing(true);
-    let report = ingester.flush(true).await;
-    assert_eq!(
-        report,
-        FlushReport {
-            blocks_written: 0,
-            blocks_pending: 1
+async fn stored_spans(store: &Arc<dyn ObjectStore>, tenant: &TenantId) -> usize {
+    let mut total = 0;
+    for id in list_block_ids(store.as_ref(), tenant).await.unwrap() {
+        if let Some(meta) = read_meta(store.as_ref(), tenant, id).await.unwrap() {
+            total += read_block(Arc::clone(store), &meta)
+                .await
+                .unwrap()
+                .iter()
+                .map(|b| b.num_rows())
+                .sum::<usize>();
         }
-    );
-    assert_eq!(
-        live_spans(&ingester, &tenant, 7),
-        3,
-        "still served while storage is down"
-    );
-    assert!(ingester.unflushed_bytes() > 0);
-
-    // A shutdown during the outage reports what it could not write.
-    let unwritten = ingester.shutdown(Duration::from_millis(300)).await;
-    assert_eq!(unwritten, 1);
-    assert_eq!(live_spans(&ingester, &tenant, 7), 3);
-    assert!(matches!(
-        ingester.push(&tenant, &request(8, 1)),
-        Err(Error::ShuttingDown)
-    ));
-
-    // Storage is back: the retry writes one block with every span.
-    faulty.set_failing(false);
-    assert_eq!(ingester.shutdown(Duration::from_secs(5)).await, 0);
-    assert_eq!(written.load(Ordering::SeqCst), 1);
-    assert_eq!(ingester.unflushed_bytes(), 0);
-    let blocks = list_block_ids(memory.as_ref(), &tenant).await.unwrap();
-    let committed: Vec<_> = {
-        let mut out = Vec::new();
-        for id in blocks {
-            if let Some(meta) = read_meta(memory.as_ref(), &tenant, id).await.unwrap() {
-                out.push(meta);
-            }
-        }
-        out
-    };
-    assert_eq!(committed.len(), 1);
-    let rows: usize = read_block(Arc::clone(&memory), &committed[0])
-        .await
-        .unwrap()
-        .iter()
-        .map(|b| b.num_rows())
-        .sum();
-    assert_eq!(rows, 3);
-}
-
-#[tokio::test]
-async fn unflushed_spans_are_bounded_by_max_live_bytes() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let ingester = Ingester::new(
-        store,
-        IngesterConfig {
-            max_live_bytes: 64 * 1024,
-            ..IngesterConfig::default()
-        },
-    );
-    let tenant = TenantId::default_tenant();
-    let mut accepted = 0;
-    let rejection = loop {
-        match ingester.push(&tenant, &request(1, 50)) {
-            Ok(n) => accepted += n,
-            Err(e) => break e,
-        }
-        assert!(accepted < 1_000_000, "never rejected");
-    };
-    assert!(matches!(rejection, Error::Overloaded { .. }), "{rejection}");
-    assert_eq!(rejection.http_status(), 429);
-    assert!(ingester.unflushed_bytes() <= 64 * 1024);
-
-    // Flushing frees the budget.
-    assert_eq!(ingester.flush(true).await.blocks_written, 1);
-    ingester.push(&tenant, &request(2, 50)).unwrap();
-}
-
-#[tokio::test]
-async fn heads_are_cut_by_size_and_age() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let ingester = Ingester::new(
-        store,
-        IngesterConfig {
-            block_max_bytes: 1,
-            block_max_age: Duration::from_secs(3600),
-            ..IngesterConfig::default()
-        },
-    );
-    let tenant = TenantId::default_tenant();
-    // Each push that fills the head cuts it at once, so blocks stay near the
-    // size limit even when the flush loop falls behind.
-    for trace in 1..=3 {
-        ingester.push(&tenant, &request(trace, 2)).unwrap();
     }
-    assert_eq!(ingester.flush(false).await.blocks_written, 3);
+    total
+}
 
-    let aged = Ingester::new(
-        Arc::new(InMemory::new()),
-        IngesterConfig {
-            block_max_age: Duration::from_millis(50),
-            ..IngesterConfig::default()
-        },
-    );
-    aged.push(&tenant, &request(1, 2)).unwrap();
+#[tokio::test]
+async fn acknowledged_spans_survive_a_restart_without_shutdown() {
+    let dir = TempDir::new().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let tenant = TenantId::new("acme").unwrap();
+    let ingester = Ingester::open(Arc::clone(&store), config(&dir))
+        .await
+        .unwrap();
     assert_eq!(
-        aged.flush(false).await.blocks_written,
+        ingester
+            .push(&tenant, request(7, 3), None)
+            .await
+            .unwrap()
+            .accepted,
+        3
+    );
+    assert!(ingester.disk_bytes() > 0, "logged before acknowledging");
+    // No shutdown: the process "dies" here.
+    drop(ingester);
+
+    let ingester = Ingester::open(Arc::clone(&store), config(&dir))
+        .await
+        .unwrap();
+    assert_eq!(
+        live_spans(&ingester, &tenant, 7).await,
+        3,
+        "replayed from the WAL"
+    );
+    ingester.shutdown(Duration::from_secs(5)).await.unwrap();
+    assert_eq!(stored_spans(&store, &tenant).await, 3);
+
+    // Once in the object store, nothing is replayed again.
+    drop(ingester);
+    let ingester = Ingester::open(Arc::clone(&store), config(&dir))
+        .await
+        .unwrap();
+    assert_eq!(live_spans(&ingester, &tenant, 7).await, 0);
+    assert_eq!(ingester.live_bytes(), 0);
+}
+
+#[tokio::test]
+async fn traces_are_cut_once_idle_and_the_wal_is_trimmed() {
+    let dir = TempDir::new().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let tenant = TenantId::default_tenant();
+    let ingester = Ingester::open(Arc::clone(&store), config(&dir))
+        .await
+        .unwrap();
+    ingester.push(&tenant, request(1, 2), None).await.unwrap();
+    assert_eq!(
+        ingester.cut(false).await.unwrap(),
         0,
-        "young and small: kept"
+        "the trace is still active"
     );
     tokio::time::sleep(Duration::from_millis(60)).await;
-    assert_eq!(aged.flush(false).await.blocks_written, 1, "old: cut");
+    // A late span of another trace keeps that one active.
+    ingester.push(&tenant, request(2, 1), None).await.unwrap();
+    assert_eq!(ingester.cut(false).await.unwrap(), 1, "trace 1 went idle");
+    assert_eq!(ingester.upload(false).await, 1);
+    assert_eq!(stored_spans(&store, &tenant).await, 2);
+    assert_eq!(live_spans(&ingester, &tenant, 2).await, 1);
+}
+
+#[tokio::test]
+async fn a_storage_outage_queues_blocks_on_disk_and_they_upload_later() {
+    let dir = TempDir::new().unwrap();
+    let memory: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let faulty = Arc::new(FaultyStore::new(Arc::clone(&memory)));
+    let tenant = TenantId::new("acme").unwrap();
+    let uploaded = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&uploaded);
+    let ingester = Ingester::open(Arc::clone(&faulty) as Arc<dyn ObjectStore>, config(&dir))
+        .await
+        .unwrap()
+        .with_block_written_hook(Arc::new(move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }));
+    ingester.push(&tenant, request(7, 3), None).await.unwrap();
+
+    faulty.set_failing(true);
+    assert_eq!(
+        ingester.cut(true).await.unwrap(),
+        1,
+        "cut into the local queue"
+    );
+    assert_eq!(ingester.upload(true).await, 0);
+    assert_eq!(ingester.upload_backlog(), 1);
+    assert_eq!(
+        ingester.live_bytes(),
+        0,
+        "memory is freed while the store is down"
+    );
+    assert_eq!(
+        live_spans(&ingester, &tenant, 7).await,
+        3,
+        "still served from the queue"
+    );
+
+    // A shutdown during the outage leaves the block queued on disk.
+    let report = ingester.shutdown(Duration::from_millis(300)).await.unwrap();
+    assert_eq!(report.blocks_queued, 1);
+    assert!(matches!(
+        ingester.push(&tenant, request(8, 1), None).await,
+        Err(Error::ShuttingDown)
+    ));
+    drop(ingester);
+
+    // The store is back; the next start uploads the queue.
+    faulty.set_failing(false);
+    let ingester = Ingester::open(Arc::clone(&memory), config(&dir))
+        .await
+        .unwrap();
+    assert_eq!(ingester.upload_backlog(), 1);
+    assert_eq!(ingester.upload(false).await, 1);
+    assert_eq!(stored_spans(&memory, &tenant).await, 3);
+    assert_eq!(
+        uploaded.load(Ordering::SeqCst),
+        0,
+        "the old hook went with the old ingester"
+    );
+}
+
+#[tokio::test]
+async fn a_hanging_store_times_out_and_is_retried() {
+    let dir = TempDir::new().unwrap();
+    let memory: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let faulty = Arc::new(FaultyStore::new(Arc::clone(&memory)));
+    let tenant = TenantId::default_tenant();
+    let ingester = Ingester::open(
+        Arc::clone(&faulty) as Arc<dyn ObjectStore>,
+        IngesterConfig {
+            upload_timeout: Duration::from_millis(100),
+            ..config(&dir)
+        },
+    )
+    .await
+    .unwrap();
+    ingester.push(&tenant, request(1, 1), None).await.unwrap();
+    faulty.set_hanging(true);
+    ingester.cut(true).await.unwrap();
+    assert_eq!(ingester.upload(true).await, 0, "the hung upload timed out");
+    faulty.set_hanging(false);
+    assert_eq!(ingester.upload(true).await, 1);
+    assert_eq!(stored_spans(&memory, &tenant).await, 1);
+}
+
+#[tokio::test]
+async fn memory_disk_and_rate_limits_refuse_with_retryable_errors() {
+    let tenant = TenantId::default_tenant();
+
+    let dir = TempDir::new().unwrap();
+    let memory_bound = Ingester::open(
+        Arc::new(InMemory::new()),
+        IngesterConfig {
+            max_live_bytes: 1,
+            ..config(&dir)
+        },
+    )
+    .await
+    .unwrap();
+    memory_bound
+        .push(&tenant, request(1, 5), None)
+        .await
+        .unwrap();
+    let error = memory_bound
+        .push(&tenant, request(2, 5), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Overloaded { .. }), "{error}");
+    assert_eq!(error.http_status(), 429);
+    assert!(error.retry_after().is_some());
+
+    let dir = TempDir::new().unwrap();
+    let disk_bound = Ingester::open(
+        Arc::new(InMemory::new()),
+        IngesterConfig {
+            wal_max_bytes: 1,
+            ..config(&dir)
+        },
+    )
+    .await
+    .unwrap();
+    let error = disk_bound
+        .push(&tenant, request(1, 5), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::DiskFull { .. }), "{error}");
+    assert_eq!(error.http_status(), 503);
+    assert_eq!(error.grpc_status().code(), tonic::Code::Unavailable);
+
+    let dir = TempDir::new().unwrap();
+    let rate_bound = Ingester::open(
+        Arc::new(InMemory::new()),
+        IngesterConfig {
+            limits: TenantLimits {
+                ingestion_rate_bytes: 100,
+                ingestion_burst_bytes: 100,
+                ..TenantLimits::default()
+            },
+            ..config(&dir)
+        },
+    )
+    .await
+    .unwrap();
+    rate_bound.push(&tenant, request(1, 5), None).await.unwrap();
+    let error = rate_bound
+        .push(&tenant, request(2, 5), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::RateLimited { .. }), "{error}");
+    assert_eq!(error.grpc_status().code(), tonic::Code::ResourceExhausted);
+}
+
+#[tokio::test]
+async fn spans_past_a_trace_limit_are_dropped_and_reported() {
+    let dir = TempDir::new().unwrap();
+    let tenant = TenantId::default_tenant();
+    let ingester = Ingester::open(
+        Arc::new(InMemory::new()),
+        IngesterConfig {
+            limits: TenantLimits {
+                max_spans_per_trace: 3,
+                ..TenantLimits::default()
+            },
+            ..config(&dir)
+        },
+    )
+    .await
+    .unwrap();
+    let outcome = ingester.push(&tenant, request(1, 2), None).await.unwrap();
+    assert_eq!((outcome.accepted, outcome.rejected), (2, 0));
+    let mut more = request(1, 3);
+    for span in &mut more.resource_spans[0].scope_spans[0].spans {
+        span.span_id[0] += 10;
+    }
+    let outcome = ingester.push(&tenant, more, None).await.unwrap();
+    assert_eq!((outcome.accepted, outcome.rejected), (1, 2));
+    assert!(
+        outcome.message.contains("per-trace limit"),
+        "{}",
+        outcome.message
+    );
+    assert_eq!(live_spans(&ingester, &tenant, 1).await, 3);
+
+    // A request with nothing storable is refused as invalid.
+    let error = ingester
+        .push(&tenant, request(0, 1), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::InvalidRequest(_)), "{error}");
 }

@@ -142,7 +142,7 @@ async fn bad_requests_are_rejected_clearly_and_the_server_keeps_serving() {
     let message = tonic_types::Status::decode(body.as_slice())
         .unwrap()
         .message;
-    assert!(message.contains("traceId must be 16 bytes"), "{message}");
+    assert!(message.contains("trace ID must be 16 bytes"), "{message}");
 
     // Unsupported media type, oversized body, broken gzip, bad tenant.
     let (status, _, _) = post(&otlp, "text/plain", None, None, b"hello".to_vec()).await;
@@ -187,7 +187,7 @@ async fn bad_requests_are_rejected_clearly_and_the_server_keeps_serving() {
         .unwrap();
     let error = client.export(bad_trace_id_request()).await.unwrap_err();
     assert_eq!(error.code(), Code::InvalidArgument);
-    assert!(error.message().contains("traceId"), "{}", error.message());
+    assert!(error.message().contains("trace ID"), "{}", error.message());
     let mut request = tonic::Request::new(ExportTraceServiceRequest::default());
     request
         .metadata_mut()

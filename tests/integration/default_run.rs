@@ -27,7 +27,19 @@ async fn no_arguments_runs_everything_on_local_disk_with_tempo_ports() {
         strata.otlp_http
     );
     assert!(strata.http.ends_with(":3200"), "{}", strata.http);
-    assert!(dir.path().join("data").is_dir(), "./data was not created");
+    assert!(
+        dir.path().join("data/blocks").is_dir(),
+        "./data/blocks was not created"
+    );
+    assert!(
+        dir.path().join("data/wal").is_dir(),
+        "./data/wal was not created"
+    );
+    assert!(
+        strata.zipkin.ends_with(":9411/api/v2/spans"),
+        "{}",
+        strata.zipkin
+    );
 
     let response = http_client()
         .post("http://127.0.0.1:4318/v1/traces")
@@ -47,8 +59,8 @@ async fn no_arguments_runs_everything_on_local_disk_with_tempo_ports() {
     assert_eq!(trace.status, 200);
     strata.terminate();
 
-    // The graceful stop left a block under ./data/single-tenant/.
-    let tenant_dir = dir.path().join("data").join("single-tenant");
+    // The graceful stop left a block under ./data/blocks/single-tenant/.
+    let tenant_dir = dir.path().join("data/blocks/single-tenant");
     let blocks: Vec<_> = std::fs::read_dir(&tenant_dir).unwrap().collect();
     assert_eq!(blocks.len(), 1);
 }

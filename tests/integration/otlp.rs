@@ -141,7 +141,12 @@ async fn blocks_are_cut_by_size_while_running_and_stay_readable() {
         &storage.url,
         storage.dir.path(),
         Options {
-            args: vec!["--block-max-bytes".into(), "1KiB".into()],
+            args: vec![
+                "--block-max-bytes".into(),
+                "1KiB".into(),
+                "--trace-idle-period".into(),
+                "200ms".into(),
+            ],
             ..Options::default()
         },
     );

@@ -4,5 +4,5 @@
 mod reader;
 mod writer;
 
-pub use reader::{list_block_ids, list_tenants, read_block, read_meta};
+pub use reader::{list_block_ids, list_tenants, read_block, read_meta, read_trace};
 pub use writer::{BlockWriteOptions, EncodedBlock, encode_block, upload_block, write_block};

@@ -6,20 +6,21 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{FixedSizeBinaryArray, RecordBatch, Scalar};
+use arrow::compute::kernels::cmp::eq;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::{FutureExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use parquet::arrow::ParquetRecordBatchStreamBuilder;
-use parquet::arrow::arrow_reader::ArrowReaderOptions;
+use parquet::arrow::arrow_reader::{ArrowPredicateFn, ArrowReaderOptions, RowFilter};
 use parquet::arrow::async_reader::AsyncFileReader;
+use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
 use crate::error::{Error, Result};
-use crate::ids::{BlockId, TenantId};
+use crate::ids::{BlockId, TenantId, TraceId};
 use crate::meta::{BlockMeta, FORMAT_NAME};
 use crate::paths;
 use crate::storage::get_if_exists;
@@ -92,6 +93,61 @@ pub async fn read_block(store: Arc<dyn ObjectStore>, meta: &BlockMeta) -> Result
     let stream = ParquetRecordBatchStreamBuilder::new(reader)
         .await
         .map_err(Error::parquet(format!("opening {path}")))?
+        .build()
+        .map_err(Error::parquet(format!("reading {path}")))?;
+    stream
+        .try_collect()
+        .await
+        .map_err(Error::parquet(format!("reading {path}")))
+}
+
+/// Reads the spans of one trace from a block. Row groups whose trace-ID
+/// statistics exclude the ID are skipped and rows are filtered while
+/// decoding. The querier uses DataFusion for this; the ingester reads blocks
+/// it queued locally with this lighter path.
+pub async fn read_trace(
+    store: Arc<dyn ObjectStore>,
+    meta: &BlockMeta,
+    trace_id: &TraceId,
+) -> Result<Vec<RecordBatch>> {
+    let path = paths::data_path(&meta.tenant, meta.block_id);
+    let reader = BlockDataReader {
+        store,
+        path: path.clone(),
+        file_size: meta.data_size_bytes,
+        footer_size: usize::try_from(meta.footer_size_bytes).ok(),
+    };
+    let builder = ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(Error::parquet(format!("opening {path}")))?;
+    let wanted = trace_id.as_bytes().as_slice();
+    let row_groups: Vec<usize> = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .enumerate()
+        .filter(|(_, group)| {
+            // Column 0 is trace_id. Without statistics, keep the group.
+            let Some(stats) = group.column(0).statistics() else {
+                return true;
+            };
+            stats.min_bytes_opt().is_none_or(|min| min <= wanted)
+                && stats.max_bytes_opt().is_none_or(|max| wanted <= max)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if row_groups.is_empty() {
+        return Ok(Vec::new());
+    }
+    let needle = FixedSizeBinaryArray::try_from_iter(std::iter::once(wanted))
+        .map(Scalar::new)
+        .map_err(Error::arrow("trace ID scalar"))?;
+    let mask = ProjectionMask::leaves(builder.parquet_schema(), [0]);
+    let predicate =
+        ArrowPredicateFn::new(mask, move |batch: RecordBatch| eq(batch.column(0), &needle));
+    let stream = builder
+        .with_row_groups(row_groups)
+        .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
         .build()
         .map_err(Error::parquet(format!("reading {path}")))?;
     stream

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
@@ -21,8 +21,8 @@ use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 
 use super::{TENANT_HEADER, tenant_from_header};
-use crate::Ingester;
 use crate::metrics;
+use crate::{Ingester, PushOutcome};
 
 /// Full gRPC path of the OTLP trace export method.
 pub const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -100,13 +100,23 @@ async fn export(
     let tenant = tenant_from_header(request.metadata().get(TENANT_HEADER).map(|v| v.as_bytes()))
         .map_err(|e| e.grpc_status())?;
     let body = request.into_inner();
-    let decoded = ExportTraceServiceRequest::decode(body)
+    let decoded = ExportTraceServiceRequest::decode(body.clone())
         .map_err(|e| Status::invalid_argument(format!("malformed OTLP protobuf: {e}")))?;
-    tokio::task::spawn_blocking(move || ingester.push(&tenant, &decoded))
+    let outcome = ingester
+        .push(&tenant, decoded, Some(body))
         .await
-        .map_err(|e| Status::internal(format!("ingest task failed: {e}")))?
         .map_err(|e| e.grpc_status())?;
-    Ok(Response::new(ExportTraceServiceResponse::default()))
+    Ok(Response::new(export_response(&outcome)))
+}
+
+/// The OTLP response, with a partial success when spans were dropped.
+pub(crate) fn export_response(outcome: &PushOutcome) -> ExportTraceServiceResponse {
+    ExportTraceServiceResponse {
+        partial_success: (outcome.rejected > 0).then(|| ExportTracePartialSuccess {
+            rejected_spans: i64::try_from(outcome.rejected).unwrap_or(i64::MAX),
+            error_message: outcome.message.clone(),
+        }),
+    }
 }
 
 /// Decodes to raw bytes, encodes responses with prost.

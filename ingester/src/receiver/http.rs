@@ -15,22 +15,21 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use tower_http::decompression::RequestDecompressionLayer;
 
+use super::grpc::export_response;
 use super::{TENANT_HEADER, tenant_from_header};
 use crate::error::Error;
-use crate::{Ingester, metrics};
+use crate::{Ingester, PushOutcome, metrics};
 
 /// The OTLP/HTTP traces route.
 pub const TRACES_PATH: &str = "/v1/traces";
 
 /// Body encodings OTLP/HTTP allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Encoding {
+pub(crate) enum Encoding {
     Protobuf,
     Json,
 }
@@ -76,10 +75,11 @@ async fn export(
     metrics::request("http", if result.is_ok() { "ok" } else { "error" });
     let encoding = encoding.unwrap_or(Encoding::Json);
     match result {
-        Ok(()) => {
+        Ok(outcome) => {
+            let response = export_response(&outcome);
             let body = match encoding {
-                Encoding::Protobuf => ExportTraceServiceResponse::default().encode_to_vec(),
-                Encoding::Json => b"{}".to_vec(),
+                Encoding::Protobuf => response.encode_to_vec(),
+                Encoding::Json => serde_json::to_vec(&response).unwrap_or_else(|_| b"{}".to_vec()),
             };
             ([(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
         }
@@ -106,7 +106,7 @@ async fn handle(
     headers: &HeaderMap,
     encoding: Option<Encoding>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(), HttpError> {
+) -> Result<PushOutcome, HttpError> {
     let Some(encoding) = encoding else {
         return Err(HttpError {
             status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -125,22 +125,22 @@ async fn handle(
             Error::InvalidRequest(format!("reading request body: {}", rejection.body_text()))
         }
     })?;
-    let request = match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(body)
-            .map_err(|e| Error::InvalidRequest(format!("malformed OTLP protobuf: {e}")))?,
-        Encoding::Json => serde_json::from_slice::<ExportTraceServiceRequest>(&body)
-            .map_err(|e| Error::InvalidRequest(format!("malformed OTLP JSON: {e}")))?,
+    let (request, encoded) = match encoding {
+        Encoding::Protobuf => (
+            ExportTraceServiceRequest::decode(body.clone())
+                .map_err(|e| Error::InvalidRequest(format!("malformed OTLP protobuf: {e}")))?,
+            Some(body),
+        ),
+        Encoding::Json => (
+            serde_json::from_slice::<ExportTraceServiceRequest>(&body)
+                .map_err(|e| Error::InvalidRequest(format!("malformed OTLP JSON: {e}")))?,
+            None,
+        ),
     };
-    tokio::task::spawn_blocking(move || ingester.push(&tenant, &request))
-        .await
-        .map_err(|e| HttpError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            error: Error::InvalidRequest(format!("ingest task failed: {e}")),
-        })??;
-    Ok(())
+    Ok(ingester.push(&tenant, request, encoded).await?)
 }
 
-fn error_response(status: StatusCode, error: &Error, encoding: Encoding) -> Response {
+pub(crate) fn error_response(status: StatusCode, error: &Error, encoding: Encoding) -> Response {
     let grpc = error.grpc_status();
     let body = match encoding {
         Encoding::Protobuf => tonic_types::Status {
@@ -156,10 +156,17 @@ fn error_response(status: StatusCode, error: &Error, encoding: Encoding) -> Resp
         .to_string()
         .into_bytes(),
     };
-    (
+    let mut response = (
         status,
         [(header::CONTENT_TYPE, encoding.content_type())],
         body,
     )
-        .into_response()
+        .into_response();
+    if let Some(retry_after) = error.retry_after() {
+        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        if let Ok(value) = HeaderValue::from_str(&seconds.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+    }
+    response
 }

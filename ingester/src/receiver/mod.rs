@@ -2,13 +2,14 @@
 //!
 //! - [`grpc`]: OTLP/gRPC `TraceService/Export` (port 4317).
 //! - [`http`]: OTLP/HTTP `POST /v1/traces`, protobuf and JSON (port 4318).
+//! - [`zipkin`]: Zipkin v2 `POST /api/v2/spans`, JSON (port 9411).
 //!
-//! Both read the tenant from `X-Scope-OrgID` and hand decoded requests to
-//! [`Ingester::push`](crate::Ingester::push) on a blocking thread, since
-//! converting a large request to Arrow is CPU work.
+//! All read the tenant from `X-Scope-OrgID` and hand decoded requests to
+//! [`Ingester::push`](crate::Ingester::push).
 
 pub mod grpc;
 pub mod http;
+pub mod zipkin;
 
 use strata_common::TenantId;
 

@@ -19,6 +19,8 @@ pub struct Strata {
     pub otlp_grpc: String,
     /// `http://127.0.0.1:<port>/v1/traces` of OTLP/HTTP.
     pub otlp_http: String,
+    /// `http://127.0.0.1:<port>/api/v2/spans` of the Zipkin receiver.
+    pub zipkin: String,
     /// The process's log file (stderr).
     pub log: PathBuf,
     /// The first line Strata printed (version, target, storage).
@@ -53,6 +55,8 @@ impl Strata {
                 "127.0.0.1:0",
                 "--otlp-http-addr",
                 "127.0.0.1:0",
+                "--zipkin-addr",
+                "127.0.0.1:0",
             ]);
         }
         command.args(&options.args);
@@ -83,6 +87,7 @@ impl Strata {
             http: String::new(),
             otlp_grpc: String::new(),
             otlp_http: String::new(),
+            zipkin: String::new(),
             log,
             banner: String::new(),
         };
@@ -104,6 +109,8 @@ impl Strata {
                 strata.otlp_grpc = url.unwrap().to_owned();
             } else if line.contains("OTLP/HTTP") {
                 strata.otlp_http = url.unwrap().to_owned();
+            } else if line.contains("Zipkin") {
+                strata.zipkin = url.unwrap().to_owned();
             } else if line.contains("operate") {
                 let metrics = url.unwrap();
                 strata.http = metrics.trim_end_matches("/metrics").to_owned();
