@@ -12,6 +12,7 @@
 mod api;
 mod bad_input;
 mod cli;
+mod crash;
 mod default_run;
 mod otlp;
 mod support;
