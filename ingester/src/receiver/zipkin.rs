@@ -15,7 +15,7 @@
 //! | `otel.status_code`, `otel.status_description` tags | status |
 //! | `error` tag | status ERROR, its value the message unless a description was given |
 //! | `otel.scope.name`/`otel.library.name`, `…version` tags | instrumentation scope |
-//! | `annotations` | events (`value` → name) |
+//! | `annotations` | events: `value` → name, or `{"name": {attributes}}` as OTel's exporters write it |
 //! | 64-bit trace IDs | left-padded to 128 bits |
 //!
 //! A client and a server span that share an ID (`shared`) stay distinct:
@@ -175,6 +175,40 @@ fn endpoint_attributes(endpoint: &Endpoint, ip: &str, port: &str, out: &mut Vec<
     }
 }
 
+/// OpenTelemetry's Zipkin exporters write an event with attributes as the
+/// annotation `{"<name>": {<attributes>}}`; anything else is a plain name.
+fn annotation_event(value: String) -> (String, Vec<KeyValue>) {
+    let Ok(serde_json::Value::Object(outer)) = serde_json::from_str::<serde_json::Value>(&value)
+    else {
+        return (value, Vec::new());
+    };
+    let mut entries = outer.into_iter();
+    let (Some((name, serde_json::Value::Object(fields))), None) = (entries.next(), entries.next())
+    else {
+        return (value, Vec::new());
+    };
+    let attributes = fields
+        .into_iter()
+        .map(|(key, field)| {
+            let value = match field {
+                serde_json::Value::String(s) => any_value::Value::StringValue(s),
+                serde_json::Value::Bool(b) => any_value::Value::BoolValue(b),
+                serde_json::Value::Number(n) => match n.as_i64() {
+                    Some(i) => any_value::Value::IntValue(i),
+                    None => any_value::Value::DoubleValue(n.as_f64().unwrap_or(f64::NAN)),
+                },
+                other => any_value::Value::StringValue(other.to_string()),
+            };
+            KeyValue {
+                key,
+                value: Some(AnyValue { value: Some(value) }),
+                ..KeyValue::default()
+            }
+        })
+        .collect();
+    (name, attributes)
+}
+
 /// Translates one Zipkin span; returns its service name, scope and span.
 fn translate(zipkin: ZipkinSpan) -> Result<(String, InstrumentationScope, Span), Error> {
     // All-zero IDs pass here and are rejected, like OTLP's, by the sanitiser.
@@ -244,10 +278,14 @@ fn translate(zipkin: ZipkinSpan) -> Result<(String, InstrumentationScope, Span),
     let events = zipkin
         .annotations
         .into_iter()
-        .map(|a| span::Event {
-            time_unix_nano: a.timestamp.saturating_mul(1_000),
-            name: a.value,
-            ..span::Event::default()
+        .map(|a| {
+            let (name, attributes) = annotation_event(a.value);
+            span::Event {
+                time_unix_nano: a.timestamp.saturating_mul(1_000),
+                name,
+                attributes,
+                ..span::Event::default()
+            }
         })
         .collect();
     let span = Span {
@@ -441,6 +479,19 @@ mod tests {
             span.attributes
                 .contains(&int_attribute("net.peer.port", 9000))
         );
+    }
+
+    #[test]
+    fn otel_style_annotations_carry_event_attributes() {
+        let (name, attributes) =
+            annotation_event(r#"{"cart loaded": {"items": 3, "gift": true}}"#.into());
+        assert_eq!(name, "cart loaded");
+        assert_eq!(attributes.len(), 2);
+        assert_eq!(
+            annotation_event("plain".into()),
+            ("plain".to_owned(), Vec::new())
+        );
+        assert_eq!(annotation_event("{\"a\": 1}".into()).0, "{\"a\": 1}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 pub mod capture;
 pub mod process;
+pub mod proxy;
 pub mod sdk;
 pub mod storage;
 
@@ -121,6 +122,16 @@ pub async fn wait_for_spans(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The value of a Prometheus metric line (first series whose line starts
+/// with `prefix`), or 0 when absent.
+pub async fn metric(base: &str, prefix: &str) -> f64 {
+    let text = String::from_utf8(get(base, "/metrics", None, None).await.body).unwrap();
+    text.lines()
+        .filter(|line| line.starts_with(prefix))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// The S3 endpoint the test script started, or a clear failure. Tests that

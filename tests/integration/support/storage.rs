@@ -72,6 +72,21 @@ impl TestStorage {
         })
     }
 
+    /// Points the server (not this test's own client) at another endpoint,
+    /// e.g. a fault-injecting proxy.
+    pub fn server_endpoint(&self, endpoint: &str) -> Vec<(&'static str, String)> {
+        self.env
+            .iter()
+            .map(|(key, value)| {
+                if *key == "AWS_ENDPOINT_URL" {
+                    (*key, endpoint.to_owned())
+                } else {
+                    (*key, value.clone())
+                }
+            })
+            .collect()
+    }
+
     /// Every object path in the storage.
     pub async fn objects(&self) -> Vec<String> {
         self.store
