@@ -518,6 +518,23 @@ mod tests {
     }
 
     #[test]
+    fn tenant_limit_overrides_come_from_yaml() {
+        let file: Settings = serde_yaml_ng::from_str(
+            "ingestion_rate_bytes: 1MiB\ntenant_limits:\n  team-a:\n    ingestion_rate_bytes: 100\n    max_spans_per_trace: 7\n",
+        )
+        .unwrap();
+        let config = file.resolve().unwrap();
+        assert_eq!(config.ingester.limits.ingestion_rate_bytes, 1024 * 1024);
+        let team_a = &config.ingester.tenant_limits[&TenantId::new("team-a").unwrap()];
+        assert_eq!(
+            (team_a.ingestion_rate_bytes, team_a.max_spans_per_trace),
+            (100, 7)
+        );
+        let bad: Settings = serde_yaml_ng::from_str("tenant_limits:\n  \"a/b\": {}\n").unwrap();
+        assert!(bad.resolve().is_err(), "tenant IDs are validated");
+    }
+
+    #[test]
     fn unknown_yaml_keys_are_rejected() {
         let error = serde_yaml_ng::from_str::<Settings>("blok_max_bytes: 1MiB\n").unwrap_err();
         assert!(error.to_string().contains("blok_max_bytes"), "{error}");

@@ -16,8 +16,9 @@ TICKS="$(getconf CLK_TCK)"
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 start() {
-  "$BIN/strata" --storage "$1/data" --http-addr 127.0.0.1:3200 \
-    --otlp-grpc-addr 127.0.0.1:4317 --otlp-http-addr 127.0.0.1:4318 >"$1/out.log" 2>>"$1/err.log" &
+  "$BIN/strata" --storage "$1/data" --wal-dir "$1/wal" --http-addr 127.0.0.1:3200 \
+    --otlp-grpc-addr 127.0.0.1:4317 --otlp-http-addr 127.0.0.1:4318 --zipkin-addr 127.0.0.1:9411 \
+    >"$1/out.log" 2>>"$1/err.log" &
   echo $!
   for _ in $(seq 1 100); do curl -sf http://127.0.0.1:3200/ready >/dev/null && return; sleep 0.1; done
 }

@@ -319,3 +319,28 @@ async fn spans_past_a_trace_limit_are_dropped_and_reported() {
         .unwrap_err();
     assert!(matches!(error, Error::InvalidRequest(_)), "{error}");
 }
+
+#[tokio::test]
+async fn late_spans_of_a_cut_trace_go_to_a_later_block() {
+    let dir = TempDir::new().unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let tenant = TenantId::default_tenant();
+    let ingester = Ingester::open(Arc::clone(&store), config(&dir))
+        .await
+        .unwrap();
+    ingester.push(&tenant, request(5, 2), None).await.unwrap();
+    assert_eq!(ingester.cut(true).await.unwrap(), 1);
+    assert_eq!(ingester.upload(true).await, 1);
+
+    let mut late = request(5, 1);
+    late.resource_spans[0].scope_spans[0].spans[0].span_id = vec![99; 8];
+    ingester.push(&tenant, late, None).await.unwrap();
+    assert_eq!(ingester.cut(true).await.unwrap(), 1);
+    assert_eq!(ingester.upload(true).await, 1);
+
+    assert_eq!(
+        list_block_ids(store.as_ref(), &tenant).await.unwrap().len(),
+        2
+    );
+    assert_eq!(stored_spans(&store, &tenant).await, 3);
+}

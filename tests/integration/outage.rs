@@ -221,3 +221,50 @@ async fn an_object_store_outage_is_absorbed_refused_retryably_and_drained() {
     assert_all_readable(&querier.http, &acked).await;
     querier.terminate();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_exits_at_once_and_loses_nothing() {
+    let Some(storage) = TestStorage::s3() else {
+        return;
+    };
+    let s3: SocketAddr = storage.env[0]
+        .1
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let proxy = FaultProxy::start(s3).await;
+    let options = || Options {
+        args: ["--upload-timeout", "1s", "--shutdown-timeout", "60s"]
+            .map(String::from)
+            .to_vec(),
+        env: storage.server_endpoint(&proxy.url()),
+        ..Options::default()
+    };
+    let strata = Strata::start(&storage.url, storage.dir.path(), options());
+    let mut acked = Acked::new();
+    for n in 1..=5 {
+        let request = request(n);
+        assert_eq!(send(&strata, &request).await.status().as_u16(), 200);
+        record(&mut acked, &request);
+    }
+
+    // The store hangs, so the graceful shutdown keeps retrying the upload...
+    proxy.set(Fault::Hang);
+    let pid = strata.pid();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        nix::sys::signal::kill(pid, None).is_ok(),
+        "still flushing after the first signal"
+    );
+    // ... until a second signal: exit now.
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = strata.wait_for_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(130));
+
+    // Nothing acknowledged was lost: the next start has it all.
+    proxy.set(Fault::Pass);
+    let strata = Strata::start(&storage.url, storage.dir.path(), options());
+    assert_all_readable(&strata.http, &acked).await;
+    strata.terminate();
+}

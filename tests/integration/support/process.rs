@@ -137,6 +137,12 @@ impl Strata {
         status
     }
 
+    /// Waits for the process to exit on its own (after signals sent by the
+    /// test) and returns its status.
+    pub fn wait_for_exit(mut self, timeout: Duration) -> ExitStatus {
+        self.wait(timeout)
+    }
+
     fn wait(&mut self, timeout: Duration) -> ExitStatus {
         let child = self.child.as_mut().unwrap();
         let deadline = Instant::now() + timeout;
