@@ -10,7 +10,7 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
-use strata_benches::{Ts1, Ts1Config};
+use strata_benches::{Ts1, Ts1Config, Workload};
 use strata_common::block::{BlockWriteOptions, encode_block};
 use strata_common::bloom::{BloomShard, build_shards, shard_for};
 use strata_common::convert::request_to_batch;

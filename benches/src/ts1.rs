@@ -2,7 +2,17 @@
 //!
 //! Deterministic by seed: the same seed yields the same traces, so figures
 //! are comparable across changes. Produces OTLP `ExportTraceServiceRequest`s
-//! grouped the way SDKs group them (by resource and scope).
+//! of exactly the requested number of spans, grouped the way SDKs group them
+//! (by resource and scope); a trace may straddle two requests, as it does
+//! when an SDK's batch fills up.
+//!
+//! Late arrivals: 1% of spans are held back and sent once the generator's
+//! clock (its trace start times) has moved 1–10 minutes past the span's
+//! trace start, so they land in a later block than the rest of their trace.
+//! [`Workload::drain`] sends whatever is still held at the end of a run.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
@@ -10,6 +20,8 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status, span};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+
+use crate::workload::Workload;
 
 /// Workload parameters.
 #[derive(Debug, Clone)]
@@ -22,6 +34,8 @@ pub struct Ts1Config {
     pub start_unix_nano: u64,
     /// Mean gap between trace starts, nanoseconds (Poisson arrivals).
     pub mean_gap_nanos: u64,
+    /// Share of spans that arrive 1–10 minutes after their trace started.
+    pub late_fraction: f64,
 }
 
 impl Default for Ts1Config {
@@ -31,6 +45,7 @@ impl Default for Ts1Config {
             services: 20,
             start_unix_nano: 1_780_000_000_000_000_000,
             mean_gap_nanos: 1_000_000,
+            late_fraction: 0.01,
         }
     }
 }
@@ -59,7 +74,46 @@ pub struct Ts1 {
     scope: InstrumentationScope,
     next_start: u64,
     mean_gap_nanos: u64,
+    late_fraction: f64,
     traces: u64,
+    /// Generated spans not yet sent, in generation order.
+    pending: VecDeque<Placed>,
+    /// Late spans, by release time on the generator's clock.
+    late: BinaryHeap<Reverse<Late>>,
+    late_seq: u64,
+    generated_spans: u64,
+}
+
+/// A span with the service and instance (resource) that emits it.
+type Placed = (usize, usize, Span);
+
+/// A held-back span, ordered by release time (then by hold order, so equal
+/// times keep a deterministic order).
+#[derive(Debug)]
+struct Late {
+    release_at: u64,
+    seq: u64,
+    span: Placed,
+}
+
+impl PartialEq for Late {
+    fn eq(&self, other: &Self) -> bool {
+        (self.release_at, self.seq) == (other.release_at, other.seq)
+    }
+}
+
+impl Eq for Late {}
+
+impl PartialOrd for Late {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Late {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.release_at, self.seq).cmp(&(other.release_at, other.seq))
+    }
 }
 
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "DELETE", "PATCH"];
@@ -153,7 +207,12 @@ impl Ts1 {
             },
             next_start: config.start_unix_nano,
             mean_gap_nanos: config.mean_gap_nanos,
+            late_fraction: config.late_fraction,
             traces: 0,
+            pending: VecDeque::new(),
+            late: BinaryHeap::new(),
+            late_seq: 0,
+            generated_spans: 0,
         }
     }
 
@@ -179,7 +238,7 @@ impl Ts1 {
     }
 
     /// The spans of the next trace, each with its service index and instance.
-    fn next_trace(&mut self) -> Vec<(usize, usize, Span)> {
+    fn next_trace(&mut self) -> Vec<Placed> {
         self.traces += 1;
         let gap = (-(1.0 - self.rng.random::<f64>()).ln() * self.mean_gap_nanos as f64) as u64;
         self.next_start += gap;
@@ -194,7 +253,7 @@ impl Ts1 {
         let root_ms = (150f64.ln() + 1.114 * self.normal()).exp();
         let root_nanos = (root_ms * 1e6) as u64;
 
-        let mut spans: Vec<(usize, usize, Span)> = Vec::with_capacity(n);
+        let mut spans: Vec<Placed> = Vec::with_capacity(n);
         let mut depth: Vec<usize> = Vec::with_capacity(n);
         for k in 0..n {
             let (parent, parent_start, parent_duration, d) = if k == 0 {
@@ -388,20 +447,46 @@ impl Ts1 {
         }
     }
 
-    /// Whole traces until at least `min_spans` spans, as one export request
-    /// grouped by resource (service instance) and scope.
-    pub fn request(&mut self, min_spans: usize) -> ExportTraceServiceRequest {
+    /// Generates traces until `spans` spans are pending, holding back the
+    /// late share and releasing late spans whose time has come.
+    fn fill(&mut self, spans: usize) {
+        while self.pending.len() < spans {
+            let trace_start = self.next_start;
+            for placed in self.next_trace() {
+                self.generated_spans += 1;
+                if self.late_fraction > 0.0 && self.rng.random_bool(self.late_fraction) {
+                    let delay = self.rng.random_range(60_000_000_000..=600_000_000_000u64);
+                    self.late_seq += 1;
+                    self.late.push(Reverse(Late {
+                        release_at: trace_start + delay,
+                        seq: self.late_seq,
+                        span: placed,
+                    }));
+                } else {
+                    self.pending.push_back(placed);
+                }
+            }
+            while let Some(Reverse(due)) = self.late.peek() {
+                if due.release_at > self.next_start {
+                    break;
+                }
+                if let Some(Reverse(due)) = self.late.pop() {
+                    self.pending.push_back(due.span);
+                }
+            }
+        }
+    }
+
+    /// Groups spans by resource (service instance) and scope, as an SDK's
+    /// exporter does.
+    fn group(&self, spans: impl IntoIterator<Item = Placed>) -> ExportTraceServiceRequest {
         let mut by_instance: Vec<Vec<Vec<Span>>> = self
             .services
             .iter()
             .map(|s| vec![Vec::new(); s.instances.len()])
             .collect();
-        let mut count = 0;
-        while count < min_spans {
-            for (service, instance, span) in self.next_trace() {
-                by_instance[service][instance].push(span);
-                count += 1;
-            }
+        for (service, instance, span) in spans {
+            by_instance[service][instance].push(span);
         }
         let mut resource_spans = Vec::new();
         for (service, instances) in by_instance.into_iter().enumerate() {
@@ -427,6 +512,34 @@ impl Ts1 {
     pub fn traces(&self) -> u64 {
         self.traces
     }
+
+    /// Spans generated so far, sent or not.
+    pub fn generated_spans(&self) -> u64 {
+        self.generated_spans
+    }
+}
+
+impl Workload for Ts1 {
+    fn request(&mut self, spans: usize) -> ExportTraceServiceRequest {
+        self.fill(spans);
+        let take = spans.min(self.pending.len());
+        let batch: Vec<Placed> = self.pending.drain(..take).collect();
+        self.group(batch)
+    }
+
+    fn drain(&mut self, max_spans: usize) -> Option<ExportTraceServiceRequest> {
+        let mut batch: Vec<Placed> = self
+            .pending
+            .drain(..max_spans.min(self.pending.len()))
+            .collect();
+        while batch.len() < max_spans {
+            match self.late.pop() {
+                Some(Reverse(late)) => batch.push(late.span),
+                None => break,
+            }
+        }
+        (!batch.is_empty()).then(|| self.group(batch))
+    }
 }
 
 #[cfg(test)]
@@ -434,6 +547,15 @@ mod tests {
     use prost::Message;
 
     use super::*;
+
+    fn spans(request: &ExportTraceServiceRequest) -> Vec<&Span> {
+        request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .collect()
+    }
 
     #[test]
     fn same_seed_same_traces() {
@@ -443,16 +565,55 @@ mod tests {
     }
 
     #[test]
+    fn requests_hold_exactly_the_asked_spans_and_drain_returns_the_rest() {
+        let mut ts1 = Ts1::new(&Ts1Config::default());
+        let mut sent = 0;
+        for _ in 0..40 {
+            let request = ts1.request(512);
+            assert_eq!(spans(&request).len(), 512);
+            sent += 512;
+        }
+        while let Some(request) = ts1.drain(512) {
+            let n = spans(&request).len();
+            assert!((1..=512).contains(&n));
+            sent += n;
+        }
+        // Every generated span is sent exactly once.
+        assert_eq!(sent as u64, ts1.generated_spans());
+    }
+
+    #[test]
+    fn about_one_percent_of_spans_arrive_minutes_late() {
+        // A trace every 100 ms on the generator's clock: the run spans an
+        // hour of it, so held spans come due.
+        let mut ts1 = Ts1::new(&Ts1Config {
+            mean_gap_nanos: 100_000_000,
+            ..Ts1Config::default()
+        });
+        let mut late = 0;
+        let mut total = 0;
+        for _ in 0..40 {
+            let request = ts1.request(8_192);
+            let clock = ts1.next_start;
+            for span in spans(&request) {
+                total += 1;
+                // A span is late when it is sent more than a minute (on the
+                // generator's clock) after it started.
+                if clock.saturating_sub(span.start_time_unix_nano) > 60_000_000_000 {
+                    late += 1;
+                }
+            }
+        }
+        let share = late as f64 / total as f64;
+        assert!((0.005..0.02).contains(&share), "late share {share}");
+    }
+
+    #[test]
     fn shape_matches_the_workload_spec() {
         let mut ts1 = Ts1::new(&Ts1Config::default());
         let request = ts1.request(50_000);
-        let spans: Vec<&Span> = request
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .flat_map(|s| &s.spans)
-            .collect();
-        let mean = spans.len() as f64 / ts1.traces() as f64;
+        let spans = spans(&request);
+        let mean = ts1.generated_spans() as f64 / ts1.traces() as f64;
         assert!((12.0..30.0).contains(&mean), "mean spans per trace {mean}");
         let errors = spans
             .iter()

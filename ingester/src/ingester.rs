@@ -355,13 +355,14 @@ impl Ingester {
                     self.config.trace_max_live,
                     force,
                 );
-                let due = force
-                    || live.cut_due(now, self.config.block_max_bytes, self.config.block_max_age);
-                if due
+                // A backlog of ready traces becomes as many blocks of
+                // `block_max_bytes` as it takes.
+                while (force
+                    || live.cut_due(now, self.config.block_max_bytes, self.config.block_max_age))
                     && let Some(Cut {
                         batch,
                         min_wal_segment,
-                    }) = live.cut()?
+                    }) = live.cut(self.config.block_max_bytes)?
                 {
                     *next_cut += 1;
                     cutting.push(Cutting {

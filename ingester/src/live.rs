@@ -186,16 +186,43 @@ impl LiveTenant {
                     .is_some_and(|since| now.duration_since(since) >= max_age))
     }
 
-    /// Takes every ready trace out as one batch, freeing batches whose rows
-    /// have all been cut.
-    pub(crate) fn cut(&mut self) -> Result<Option<Cut>> {
+    /// Takes ready traces out as one batch of about `max_bytes` (whole
+    /// traces, at least one), freeing batches whose rows have all been cut.
+    /// Ready traces beyond `max_bytes` stay ready for the next cut, so a
+    /// large backlog becomes several blocks of the configured size rather
+    /// than one oversized block.
+    pub(crate) fn cut(&mut self, max_bytes: usize) -> Result<Option<Cut>> {
         if self.ready.is_empty() {
             return Ok(None);
         }
-        let ready = std::mem::take(&mut self.ready);
-        self.ready_bytes = 0;
-        self.ready_since = None;
-        let rows: Vec<(u64, u32)> = ready.into_values().flat_map(|t| t.rows).collect();
+        let ready: Vec<LiveTrace> = if self.ready_bytes <= max_bytes {
+            self.ready_bytes = 0;
+            std::mem::take(&mut self.ready).into_values().collect()
+        } else {
+            let mut taken_bytes = 0;
+            let chosen: Vec<TraceId> = self
+                .ready
+                .iter()
+                .take_while(|(_, trace)| {
+                    let take = taken_bytes < max_bytes;
+                    taken_bytes += trace.bytes;
+                    take
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            let taken: Vec<LiveTrace> = chosen
+                .iter()
+                .filter_map(|id| self.ready.remove(id))
+                .collect();
+            self.ready_bytes = self
+                .ready_bytes
+                .saturating_sub(taken.iter().map(|t| t.bytes).sum());
+            taken
+        };
+        if self.ready.is_empty() {
+            self.ready_since = None;
+        }
+        let rows: Vec<(u64, u32)> = ready.into_iter().flat_map(|t| t.rows).collect();
         let batch = self.gather(&rows)?;
         let mut min_wal_segment = u64::MAX;
         for (id, _) in &rows {
@@ -281,6 +308,26 @@ mod tests {
     const LIVE: Duration = Duration::from_secs(30);
 
     #[test]
+    fn a_large_ready_set_is_cut_into_blocks_of_the_given_size() {
+        let start = Instant::now();
+        let mut live = LiveTenant::default();
+        let spans: Vec<(u8, u8)> = (1..=40).map(|trace| (trace, 1)).collect();
+        live.insert(batch(&spans), 1, &HashMap::new(), start)
+            .unwrap();
+        live.complete(start, IDLE, LIVE, true);
+        let per_trace = live.ready_bytes / 40;
+        let mut cuts = Vec::new();
+        while let Some(cut) = live.cut(per_trace * 10).unwrap() {
+            cuts.push(cut.batch.num_rows());
+        }
+        assert_eq!(cuts.iter().sum::<usize>(), 40);
+        assert!(cuts.len() >= 4, "{cuts:?}");
+        assert!(cuts.iter().all(|&n| n <= 11), "{cuts:?}");
+        assert!(live.is_empty());
+        assert_eq!(live.bytes(), 0);
+    }
+
+    #[test]
     fn traces_complete_after_idle_and_cut_together() {
         let start = Instant::now();
         let mut live = LiveTenant::default();
@@ -303,13 +350,13 @@ mod tests {
 
         // At 12 s trace 2 is idle, trace 1 (last span at 8 s) is not.
         live.complete(start + Duration::from_secs(12), IDLE, LIVE, false);
-        let cut = live.cut().unwrap().unwrap();
+        let cut = live.cut(usize::MAX).unwrap().unwrap();
         assert_eq!((cut.batch.num_rows(), cut.min_wal_segment), (1, 1));
         // Batch 1 still holds trace 1's first span, so segment 1 is still needed.
         assert_eq!(live.min_wal_segment(), Some(1));
 
         live.complete(start + Duration::from_secs(19), IDLE, LIVE, false);
-        let cut = live.cut().unwrap().unwrap();
+        let cut = live.cut(usize::MAX).unwrap().unwrap();
         assert_eq!(cut.batch.num_rows(), 2);
         assert!(live.is_empty());
         assert_eq!(live.bytes(), 0);
@@ -325,7 +372,7 @@ mod tests {
             live.insert(batch(&[(1, second as u8)]), 1, &HashMap::new(), at)
                 .unwrap();
             live.complete(at, IDLE, LIVE, false);
-            if let Some(cut) = live.cut().unwrap() {
+            if let Some(cut) = live.cut(usize::MAX).unwrap() {
                 assert_eq!(second, 30, "cut when the trace had been live 30 s");
                 assert_eq!(cut.batch.num_rows(), 31);
                 return;

@@ -14,6 +14,7 @@ mod bad_input;
 mod cli;
 mod crash;
 mod default_run;
+mod loadgen;
 mod otlp;
 mod outage;
 mod support;
