@@ -533,8 +533,10 @@ pub async fn query(config: &QueryConfig, traces: &[SentTrace]) -> Result<QueryRe
     Ok(report)
 }
 
+/// Requests per lookup from two readings of a counter; a counter absent
+/// before the phase (nothing counted yet since start) read as zero.
 fn per_lookup(before: Option<f64>, after: Option<f64>, lookups: usize) -> Option<f64> {
-    Some((after? - before?) / lookups.max(1) as f64)
+    Some((after? - before.unwrap_or(0.0)) / lookups.max(1) as f64)
 }
 
 async fn lookup(

@@ -39,25 +39,29 @@ impl BloomCache {
         }
     }
 
-    /// Whether the block may contain the trace (false: it certainly does not).
-    pub(crate) async fn may_contain(
+    /// Whether the block may contain the trace, from the cache alone:
+    /// `None` when its shard is not cached.
+    pub(crate) fn check_cached(&self, meta: &BlockMeta, trace_id: &TraceId) -> Option<bool> {
+        let shard = shard_for(trace_id, meta.bloom.shard_count);
+        self.cache
+            .get(&(meta.block_id, shard))
+            .map(|bloom| bloom.may_contain(trace_id))
+    }
+
+    /// Whether the block may contain the trace (false: it certainly does
+    /// not), fetching and caching its shard.
+    pub(crate) async fn fetch_and_check(
         &self,
         store: &dyn ObjectStore,
         meta: &BlockMeta,
         trace_id: &TraceId,
     ) -> Result<bool> {
         let shard = shard_for(trace_id, meta.bloom.shard_count);
-        let key = (meta.block_id, shard);
-        if let Some(bloom) = self.cache.get(&key) {
-            metrics::counter!("strata_querier_bloom_cache_hits_total").increment(1);
-            return Ok(bloom.may_contain(trace_id));
-        }
-        metrics::counter!("strata_querier_bloom_cache_misses_total").increment(1);
         let path = paths::bloom_path(&meta.tenant, meta.block_id, shard);
         let bytes = get_bytes(store, &path).await?;
         let bloom = Arc::new(BloomShard::from_bytes(bytes.to_vec())?);
         let found = bloom.may_contain(trace_id);
-        self.cache.insert(key, bloom);
+        self.cache.insert((meta.block_id, shard), bloom);
         Ok(found)
     }
 }

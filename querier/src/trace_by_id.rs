@@ -110,23 +110,48 @@ impl TraceFinder {
         })
     }
 
-    /// Blocks that may hold the trace: time range first (free), then bloom.
+    /// Blocks that may hold the trace: time range and trace-ID range first
+    /// (free, from `meta.json`), then the bloom filter. Cached shards are
+    /// checked in one synchronous pass, so a lookup over thousands of blocks
+    /// costs a hash probe per block; only missing shards are fetched, at
+    /// most [`BLOOM_CHECK_CONCURRENCY`] at a time.
     async fn candidate_blocks(
         &self,
         tenant: &TenantId,
         trace_id: &TraceId,
         range: Option<TimeRange>,
     ) -> Result<Vec<Arc<BlockMeta>>> {
-        let in_range: Vec<Arc<BlockMeta>> = self
-            .blocks
-            .blocks(tenant)
-            .into_iter()
-            .filter(|meta| range.is_none_or(|r| meta.overlaps(r.start_unix_nano, r.end_unix_nano)))
-            .collect();
+        let wanted = trace_id.to_hex();
+        let mut candidates = Vec::new();
+        let mut misses = Vec::new();
+        let mut hits = 0u64;
+        for meta in self.blocks.blocks(tenant) {
+            if range.is_some_and(|r| !meta.overlaps(r.start_unix_nano, r.end_unix_nano)) {
+                continue;
+            }
+            // Hex strings of equal length order as the bytes they encode.
+            if !meta.min_trace_id.is_empty()
+                && (wanted.as_str() < meta.min_trace_id.as_str()
+                    || wanted.as_str() > meta.max_trace_id.as_str())
+            {
+                continue;
+            }
+            match self.blooms.check_cached(&meta, trace_id) {
+                Some(keep) => {
+                    hits += 1;
+                    if keep {
+                        candidates.push(meta);
+                    }
+                }
+                None => misses.push(meta),
+            }
+        }
+        metrics::counter!("strata_querier_bloom_cache_misses_total").increment(misses.len() as u64);
+        metrics::counter!("strata_querier_bloom_cache_hits_total").increment(hits);
         let store = self.blocks.store().as_ref();
-        let checked: Vec<Option<Arc<BlockMeta>>> = futures::stream::iter(in_range)
+        let fetched: Vec<Option<Arc<BlockMeta>>> = futures::stream::iter(misses)
             .map(|meta| async move {
-                match self.blooms.may_contain(store, &meta, trace_id).await {
+                match self.blooms.fetch_and_check(store, &meta, trace_id).await {
                     Ok(keep) => Ok::<_, Error>(keep.then_some(meta)),
                     // Without its bloom the block cannot be ruled out: scan it.
                     Err(error) => {
@@ -138,7 +163,8 @@ impl TraceFinder {
             .buffer_unordered(BLOOM_CHECK_CONCURRENCY)
             .try_collect()
             .await?;
-        Ok(checked.into_iter().flatten().collect())
+        candidates.extend(fetched.into_iter().flatten());
+        Ok(candidates)
     }
 }
 

@@ -86,8 +86,11 @@ pub fn encode_block(
     // The unsorted concatenation is dropped as soon as the sorted copy
     // exists, so encoding holds one extra copy of the spans, not two.
     let batch = {
-        let unsorted =
-            concat_batches(&span_schema(), batches).map_err(Error::arrow("concatenating spans"))?;
+        let unsorted = match batches {
+            [one] => one.clone(),
+            _ => concat_batches(&span_schema(), batches)
+                .map_err(Error::arrow("concatenating spans"))?,
+        };
         sort_spans(&unsorted)?
     };
     let facts = BlockFacts::collect(&batch)?;
@@ -193,7 +196,13 @@ fn now_unix_nano() -> u64 {
         .unwrap_or(0)
 }
 
+/// Rows already in order (the ingester gathers cut traces sorted) are
+/// returned as they are: checking costs a pass over two columns, reordering
+/// a copy of every column.
 fn sort_spans(batch: &RecordBatch) -> Result<RecordBatch> {
+    if is_sorted(batch)? {
+        return Ok(batch.clone());
+    }
     let column = |name: &str| {
         batch
             .column_by_name(name)
@@ -212,6 +221,22 @@ fn sort_spans(batch: &RecordBatch) -> Result<RecordBatch> {
     ];
     let indices = lexsort_to_indices(&sort_columns, None).map_err(Error::arrow("sorting spans"))?;
     take_record_batch(batch, &indices).map_err(Error::arrow("reordering spans"))
+}
+
+/// Whether rows are ordered by trace ID, then start time.
+fn is_sorted(batch: &RecordBatch) -> Result<bool> {
+    let trace_id: &FixedSizeBinaryArray = typed_column(batch, columns::TRACE_ID)?;
+    let start: &TimestampNanosecondArray = typed_column(batch, columns::START_TIME)?;
+    if trace_id.null_count() > 0 || start.null_count() > 0 {
+        return Ok(false);
+    }
+    Ok((1..batch.num_rows()).all(|row| {
+        match trace_id.value(row - 1).cmp(trace_id.value(row)) {
+            std::cmp::Ordering::Less => true,
+            std::cmp::Ordering::Equal => start.value(row - 1) <= start.value(row),
+            std::cmp::Ordering::Greater => false,
+        }
+    }))
 }
 
 /// Facts about sorted span rows that go into `meta.json` and the bloom.
