@@ -200,7 +200,7 @@ pub(crate) struct Settings {
     #[arg(long, env = "STRATA_BLOOM_CACHE_BYTES", value_name = "SIZE")]
     pub(crate) bloom_cache_bytes: Option<ByteSize>,
 
-    /// Target bloom-filter false-positive rate of new blocks [default: 0.01].
+    /// Target bloom-filter false-positive rate of new blocks [default: 0.001].
     #[arg(long, env = "STRATA_BLOOM_FALSE_POSITIVE_RATE", value_name = "RATE")]
     pub(crate) bloom_false_positive_rate: Option<f64>,
 
@@ -390,7 +390,9 @@ impl Settings {
         const MIB: u64 = 1024 * 1024;
         let default_addr = |port: u16| SocketAddr::from(([0, 0, 0, 0], port));
 
-        let bloom_false_positive_rate = self.bloom_false_positive_rate.unwrap_or(0.01);
+        let bloom_false_positive_rate = self
+            .bloom_false_positive_rate
+            .unwrap_or(BlockWriteOptions::default().bloom_false_positive_rate);
         if !(bloom_false_positive_rate > 0.0 && bloom_false_positive_rate < 1.0) {
             return Err(Error::Config(format!(
                 "bloom_false_positive_rate must be between 0 and 1, got {bloom_false_positive_rate}"

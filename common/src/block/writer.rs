@@ -39,7 +39,9 @@ pub struct BlockWriteOptions {
     pub data_page_max_rows: usize,
     /// zstd level for every column.
     pub zstd_level: i32,
-    /// Bloom filter false-positive rate.
+    /// Bloom filter false-positive rate. 0.1%: with a thousand small blocks
+    /// a lookup then scans about one block in vain instead of ten, for 1.5×
+    /// the bloom bytes (still well under 0.1 B/span).
     pub bloom_false_positive_rate: f64,
     /// Largest bloom shard in bytes.
     pub bloom_shard_max_bytes: usize,
@@ -52,7 +54,7 @@ impl Default for BlockWriteOptions {
             row_group_max_rows: 1_000_000,
             data_page_max_rows: 8 * 1024,
             zstd_level: 3,
-            bloom_false_positive_rate: 0.01,
+            bloom_false_positive_rate: 0.001,
             bloom_shard_max_bytes: 100 * 1024,
         }
     }
