@@ -29,13 +29,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
-/// mimalloc instead of glibc malloc: ingest builds and frees many small
-/// buffers per span, and glibc's allocator (with its consolidation and
-/// per-thread arenas) cost about a quarter of ingest CPU and fragmented the
-/// heap (see docs/benchmarks.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use crate::config::{Cli, Config, LogFormat};
 use crate::error::{Error, Result};
 use crate::server::{ProcessState, bind, process_routes, serve_http};
