@@ -232,13 +232,13 @@ fn is_sorted(batch: &RecordBatch) -> Result<bool> {
     if trace_id.null_count() > 0 || start.null_count() > 0 {
         return Ok(false);
     }
-    Ok((1..batch.num_rows()).all(|row| {
-        match trace_id.value(row - 1).cmp(trace_id.value(row)) {
+    Ok((1..batch.num_rows()).all(
+        |row| match trace_id.value(row - 1).cmp(trace_id.value(row)) {
             std::cmp::Ordering::Less => true,
             std::cmp::Ordering::Equal => start.value(row - 1) <= start.value(row),
             std::cmp::Ordering::Greater => false,
-        }
-    }))
+        },
+    ))
 }
 
 /// Facts about sorted span rows that go into `meta.json` and the bloom.
