@@ -10,24 +10,15 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
-use strata_benches::{Ts1, Ts1Config, Workload};
+use strata_benches::{Ts1, Ts1Config, Workload, request_spans};
 use strata_common::block::{BlockWriteOptions, encode_block};
 use strata_common::bloom::{BloomShard, build_shards, shard_for};
 use strata_common::convert::request_to_batch;
 use strata_common::{BlockId, TenantId, TraceId};
 
-fn spans_in(request: &ExportTraceServiceRequest) -> u64 {
-    request
-        .resource_spans
-        .iter()
-        .flat_map(|r| &r.scope_spans)
-        .map(|s| s.spans.len() as u64)
-        .sum()
-}
-
 fn ingest(c: &mut Criterion) {
     let request = Ts1::new(&Ts1Config::default()).request(8_192);
-    let spans = spans_in(&request);
+    let spans = request_spans(&request).count() as u64;
     let encoded = request.encode_to_vec();
 
     let mut group = c.benchmark_group("ingest");

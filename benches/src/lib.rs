@@ -19,4 +19,4 @@ mod workload;
 
 pub use tracegen::Tracegen;
 pub use ts1::{Ts1, Ts1Config};
-pub use workload::{Workload, WorkloadKind};
+pub use workload::{Workload, WorkloadKind, request_spans};

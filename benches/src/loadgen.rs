@@ -254,12 +254,7 @@ fn spawn_generator(config: SendConfig, tx: mpsc::Sender<Item>) -> std::thread::J
         let item = |request: ExportTraceServiceRequest| {
             let mut roots = Vec::new();
             let mut spans = 0u64;
-            for span in request
-                .resource_spans
-                .iter()
-                .flat_map(|r| &r.scope_spans)
-                .flat_map(|s| &s.spans)
-            {
+            for span in crate::request_spans(&request) {
                 spans += 1;
                 if span.parent_span_id.is_empty()
                     && let Ok(trace_id) = <[u8; 16]>::try_from(span.trace_id.as_slice())

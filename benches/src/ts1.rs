@@ -549,12 +549,7 @@ mod tests {
     use super::*;
 
     fn spans(request: &ExportTraceServiceRequest) -> Vec<&Span> {
-        request
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .flat_map(|s| &s.spans)
-            .collect()
+        crate::request_spans(request).collect()
     }
 
     #[test]

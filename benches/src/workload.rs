@@ -1,6 +1,16 @@
 //! What the load generator and the benches need from a workload.
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::trace::v1::Span;
+
+/// Every span of a request, in order.
+pub fn request_spans(request: &ExportTraceServiceRequest) -> impl Iterator<Item = &Span> {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+}
 
 /// A deterministic source of OTLP export requests.
 pub trait Workload: Send {

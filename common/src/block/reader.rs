@@ -83,13 +83,7 @@ pub async fn read_meta(
 
 /// Reads every span row of a block.
 pub async fn read_block(store: Arc<dyn ObjectStore>, meta: &BlockMeta) -> Result<Vec<RecordBatch>> {
-    let path = paths::data_path(&meta.tenant, meta.block_id);
-    let reader = BlockDataReader {
-        store,
-        path: path.clone(),
-        file_size: meta.data_size_bytes,
-        footer_size: usize::try_from(meta.footer_size_bytes).ok(),
-    };
+    let (reader, path) = BlockDataReader::open(store, meta);
     let stream = ParquetRecordBatchStreamBuilder::new(reader)
         .await
         .map_err(Error::parquet(format!("opening {path}")))?
@@ -110,13 +104,7 @@ pub async fn read_trace(
     meta: &BlockMeta,
     trace_id: &TraceId,
 ) -> Result<Vec<RecordBatch>> {
-    let path = paths::data_path(&meta.tenant, meta.block_id);
-    let reader = BlockDataReader {
-        store,
-        path: path.clone(),
-        file_size: meta.data_size_bytes,
-        footer_size: usize::try_from(meta.footer_size_bytes).ok(),
-    };
+    let (reader, path) = BlockDataReader::open(store, meta);
     let builder = ParquetRecordBatchStreamBuilder::new(reader)
         .await
         .map_err(Error::parquet(format!("opening {path}")))?;
@@ -163,6 +151,20 @@ struct BlockDataReader {
     path: Path,
     file_size: u64,
     footer_size: Option<usize>,
+}
+
+impl BlockDataReader {
+    /// A reader of `meta`'s `data.parquet`, and its path for error context.
+    fn open(store: Arc<dyn ObjectStore>, meta: &BlockMeta) -> (Self, Path) {
+        let path = paths::data_path(&meta.tenant, meta.block_id);
+        let reader = Self {
+            store,
+            path: path.clone(),
+            file_size: meta.data_size_bytes,
+            footer_size: usize::try_from(meta.footer_size_bytes).ok(),
+        };
+        (reader, path)
+    }
 }
 
 fn to_parquet_error(e: object_store::Error) -> ParquetError {
