@@ -60,49 +60,105 @@ pub fn shard_for(trace_id: &TraceId, shard_count: u32) -> u32 {
     fnv1a_32(trace_id.as_bytes()) % shard_count.max(1)
 }
 
-/// Builds the shards for a set of distinct trace IDs; returns their
-/// parameters and serialized bytes, shard 0 first.
-pub fn build_shards(
-    trace_ids: &[TraceId],
-    false_positive_rate: f64,
-    max_shard_bytes: usize,
-) -> Result<(BloomParams, Vec<Vec<u8>>)> {
+/// How many shards a filter of `items` IDs at `false_positive_rate` needs.
+fn shard_count(items: usize, false_positive_rate: f64, max_shard_bytes: usize) -> Result<usize> {
     if !(false_positive_rate > 0.0 && false_positive_rate < 1.0) {
         return Err(Error::Config {
             message: format!("bloom false-positive rate {false_positive_rate} must be in (0, 1)"),
         });
     }
-    let items = trace_ids.len().max(1);
-    let total_bytes = Bloom::<TraceIdKey>::compute_bitmap_size(items, false_positive_rate);
-    let shard_count = total_bytes
+    let total_bytes = Bloom::<TraceIdKey>::compute_bitmap_size(items.max(1), false_positive_rate);
+    Ok(total_bytes
         .div_ceil(max_shard_bytes.max(1))
-        .clamp(1, MAX_SHARDS);
-    let shard_count_u32 = u32::try_from(shard_count).unwrap_or(u32::MAX);
+        .clamp(1, MAX_SHARDS))
+}
 
+fn new_shard(items: usize, false_positive_rate: f64) -> Result<Bloom<TraceIdKey>> {
+    Bloom::new_for_fp_rate_with_seed(items.max(1), false_positive_rate, &SEED).map_err(|e| {
+        Error::Config {
+            message: format!("bloom filter: {e}"),
+        }
+    })
+}
+
+fn params(shard_count: usize, false_positive_rate: f64) -> BloomParams {
+    BloomParams {
+        shard_count: u32::try_from(shard_count).unwrap_or(u32::MAX),
+        false_positive_rate,
+        hash: BLOOM_HASH_SCHEME.to_owned(),
+    }
+}
+
+/// Builds the shards for a set of distinct trace IDs; returns their
+/// parameters and serialized bytes, shard 0 first. Each shard is sized for
+/// the IDs that fall in it.
+pub fn build_shards(
+    trace_ids: &[TraceId],
+    false_positive_rate: f64,
+    max_shard_bytes: usize,
+) -> Result<(BloomParams, Vec<Vec<u8>>)> {
+    let shard_count = shard_count(trace_ids.len(), false_positive_rate, max_shard_bytes)?;
+    let params = params(shard_count, false_positive_rate);
     let mut per_shard: Vec<Vec<&TraceId>> = vec![Vec::new(); shard_count];
     for id in trace_ids {
-        per_shard[shard_for(id, shard_count_u32) as usize].push(id);
+        per_shard[shard_for(id, params.shard_count) as usize].push(id);
     }
     let mut shards = Vec::with_capacity(shard_count);
     for ids in per_shard {
-        let mut bloom =
-            Bloom::new_for_fp_rate_with_seed(ids.len().max(1), false_positive_rate, &SEED)
-                .map_err(|e| Error::Config {
-                    message: format!("bloom filter: {e}"),
-                })?;
+        let mut bloom = new_shard(ids.len(), false_positive_rate)?;
         for id in ids {
             bloom.set(&TraceIdKey(*id.as_bytes()));
         }
         shards.push(bloom.into_bytes());
     }
-    Ok((
-        BloomParams {
-            shard_count: shard_count_u32,
-            false_positive_rate,
-            hash: BLOOM_HASH_SCHEME.to_owned(),
-        },
-        shards,
-    ))
+    Ok((params, shards))
+}
+
+/// Builds shards from trace IDs that arrive one at a time (a compaction
+/// merge), sized up front for an upper bound on their number: the sum of
+/// the inputs' trace counts. Fragments joined by the merge only make the
+/// filter emptier than planned, so the false-positive rate holds.
+#[derive(Debug)]
+pub struct BloomBuilder {
+    shards: Vec<Bloom<TraceIdKey>>,
+    params: BloomParams,
+}
+
+impl BloomBuilder {
+    /// A builder for at most about `expected_items` distinct IDs.
+    pub fn new(
+        expected_items: usize,
+        false_positive_rate: f64,
+        max_shard_bytes: usize,
+    ) -> Result<Self> {
+        let shard_count = shard_count(expected_items, false_positive_rate, max_shard_bytes)?;
+        // IDs spread over shards by hash, so a shard receives its share
+        // give or take a few standard deviations: 5% and a constant cover it.
+        let per_shard = expected_items / shard_count + expected_items / shard_count / 20 + 16;
+        let shards = (0..shard_count)
+            .map(|_| new_shard(per_shard, false_positive_rate))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            shards,
+            params: params(shard_count, false_positive_rate),
+        })
+    }
+
+    /// Adds one ID.
+    pub fn insert(&mut self, trace_id: &TraceId) {
+        let shard = shard_for(trace_id, self.params.shard_count) as usize;
+        if let Some(bloom) = self.shards.get_mut(shard) {
+            bloom.set(&TraceIdKey(*trace_id.as_bytes()));
+        }
+    }
+
+    /// The parameters and serialized shards, shard 0 first.
+    pub fn finish(self) -> (BloomParams, Vec<Vec<u8>>) {
+        (
+            self.params,
+            self.shards.into_iter().map(Bloom::into_bytes).collect(),
+        )
+    }
 }
 
 /// One deserialized shard.
@@ -183,6 +239,32 @@ mod tests {
             .filter(|id| shards[shard_for(id, params.shard_count) as usize].may_contain(id))
             .count();
         assert!(hits < 300, "{hits} false positives in 10k");
+    }
+
+    #[test]
+    fn streamed_ids_are_found_and_the_rate_holds() {
+        let ids = ids(20_000);
+        let mut builder = BloomBuilder::new(ids.len(), 0.01, 4096).unwrap();
+        for id in &ids {
+            builder.insert(id);
+        }
+        let (params, shards) = builder.finish();
+        assert!(params.shard_count > 1);
+        let shards: Vec<BloomShard> = shards
+            .into_iter()
+            .map(|b| BloomShard::from_bytes(b).unwrap())
+            .collect();
+        let probe = |id: &TraceId| shards[shard_for(id, params.shard_count) as usize].may_contain(id);
+        assert!(ids.iter().all(probe));
+        let false_positives = (0..10_000u32)
+            .map(|i| {
+                let mut bytes = [0xeeu8; 16];
+                bytes[4..8].copy_from_slice(&i.to_le_bytes());
+                TraceId::new(bytes)
+            })
+            .filter(|id| probe(id))
+            .count();
+        assert!(false_positives < 300, "{false_positives} false positives in 10k");
     }
 
     #[test]

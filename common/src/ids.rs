@@ -132,6 +132,18 @@ impl BlockId {
     pub const fn as_uuid(&self) -> &Uuid {
         &self.0
     }
+
+    /// The smallest ID a block created at `unix_millis` can have: listing
+    /// from it finds every block created since.
+    pub fn first_at_unix_millis(unix_millis: u64) -> Self {
+        Self(uuid::Builder::from_unix_timestamp_millis(unix_millis, &[0; 10]).into_uuid())
+    }
+
+    /// When the ID was made, Unix milliseconds (UUIDv7 carries it).
+    pub fn created_unix_millis(&self) -> Option<u64> {
+        let (secs, nanos) = self.0.get_timestamp()?.to_unix();
+        Some(secs * 1000 + u64::from(nanos) / 1_000_000)
+    }
 }
 
 impl fmt::Display for BlockId {

@@ -10,11 +10,13 @@
 //! - [`convert`]: OTLP ⇄ Arrow, lossless.
 //! - [`block`]: writing and reading blocks (`data.parquet`, `bloom-N`,
 //!   `meta.json`), with [`bloom`], [`meta`] and [`paths`].
+//! - [`catalog`]: which blocks are live or compacted, and the tenant index.
 //! - [`storage`]: opening the object store from a URL.
 //! - [`live`]: the trait through which queriers reach live (unflushed) spans.
 
 pub mod block;
 pub mod bloom;
+pub mod catalog;
 pub mod convert;
 mod error;
 pub mod ids;

@@ -56,6 +56,12 @@ pub struct BlockMeta {
     pub bloom: BloomParams,
     /// Attribute keys present in the block, for tag autocomplete.
     pub attribute_keys: AttributeKeys,
+    /// The blocks this one replaces, set by the compactor. Committing this
+    /// `meta.json` is what retires them: readers that see this block ignore
+    /// its inputs even before they are marked compacted, so a compactor that
+    /// dies between the two steps never makes a span appear twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compacted_from: Vec<BlockId>,
 }
 
 impl BlockMeta {
@@ -98,4 +104,25 @@ impl AttributeKeys {
     /// Keys kept per scope; beyond this the block has unbounded keys (IDs used
     /// as keys) and listing them helps nobody.
     pub const MAX_PER_SCOPE: usize = 5_000;
+
+    /// Adds `other`'s keys, keeping at most [`Self::MAX_PER_SCOPE`] per scope.
+    pub fn merge(&mut self, other: &AttributeKeys) {
+        let mut truncated = self.truncated || other.truncated;
+        for (into, from) in [
+            (&mut self.resource, &other.resource),
+            (&mut self.span, &other.span),
+            (&mut self.instrumentation, &other.instrumentation),
+            (&mut self.event, &other.event),
+            (&mut self.link, &other.link),
+        ] {
+            for key in from {
+                if into.len() >= Self::MAX_PER_SCOPE {
+                    truncated |= !into.contains(key);
+                    continue;
+                }
+                into.insert(key.clone());
+            }
+        }
+        self.truncated = truncated;
+    }
 }

@@ -216,3 +216,37 @@ impl ObjectStore for FaultyStore {
         self.inner.copy_opts(from, to, options).await
     }
 }
+
+/// A plausible `meta.json` for a block that exists only on paper, for tests
+/// of block bookkeeping that never read span data.
+pub fn meta_for_tests(
+    tenant: &crate::TenantId,
+    block_id: crate::BlockId,
+    compaction_level: u32,
+) -> crate::BlockMeta {
+    crate::BlockMeta {
+        format: crate::meta::FORMAT_NAME.to_owned(),
+        format_version: crate::meta::FORMAT_VERSION,
+        tenant: tenant.clone(),
+        block_id,
+        start_time_unix_nano: 1_000,
+        end_time_unix_nano: 2_000,
+        min_trace_id: "00000000000000000000000000000001".to_owned(),
+        max_trace_id: "ffffffffffffffffffffffffffffffff".to_owned(),
+        span_count: 10,
+        trace_count: 2,
+        row_group_count: 1,
+        data_size_bytes: 1_000,
+        footer_size_bytes: 100,
+        bloom_size_bytes: 10,
+        compaction_level,
+        created_at_unix_nano: 3_000,
+        bloom: crate::bloom::BloomParams {
+            shard_count: 1,
+            false_positive_rate: 0.001,
+            hash: crate::bloom::BLOOM_HASH_SCHEME.to_owned(),
+        },
+        attribute_keys: crate::meta::AttributeKeys::default(),
+        compacted_from: Vec::new(),
+    }
+}

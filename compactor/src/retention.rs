@@ -1,154 +1,134 @@
-//! Retention: retire blocks past the retention period, then delete them.
+//! Retiring blocks: retention, finishing interrupted compactions, and
+//! deleting retired blocks once their grace period is over.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use futures::TryStreamExt;
-use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use serde::{Deserialize, Serialize};
-use strata_common::block::{list_block_ids, list_tenants, read_meta};
-use strata_common::storage::get_if_exists;
-use strata_common::{BlockId, TenantId, paths};
+use object_store::ObjectStore;
+use strata_common::catalog::{CompactedMeta, RetireReason, delete_block_objects, mark_compacted};
+use strata_common::{BlockId, TenantId};
 use tracing::info;
 
 use crate::CompactorConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::state::TenantState;
 
-/// What a retention pass did.
+/// Prefixes without a `meta.json` whose newest object is older than this
+/// are debris of uploads that will never finish.
+pub const DEBRIS_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// What retirement did for one tenant.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct RetentionReport {
-    /// Blocks newly marked deleted.
-    pub blocks_marked: usize,
-    /// Blocks whose objects were removed.
+pub struct RetirementReport {
+    /// Blocks marked because they are past retention.
+    pub blocks_expired: usize,
+    /// Replaced blocks whose marking a dead compactor left undone.
+    pub blocks_rolled_forward: usize,
+    /// Blocks whose objects were removed after the grace period.
     pub blocks_deleted: usize,
+    /// Uncommitted prefixes removed as debris.
+    pub debris_deleted: usize,
 }
 
-/// Contents of `deleted.json`.
-#[derive(Debug, Serialize, Deserialize)]
-struct DeletionMarker {
-    deleted_at_unix_nano: u64,
-    reason: String,
-}
-
-fn unix_nano(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
-}
-
-fn store_error(operation: &'static str, path: &Path) -> impl FnOnce(object_store::Error) -> Error {
-    let path = path.to_string();
-    move |source| Error::ObjectStore {
-        operation,
-        path,
-        source,
-    }
-}
-
-pub(crate) async fn enforce(
-    store: &dyn ObjectStore,
-    config: &CompactorConfig,
-    now: SystemTime,
-) -> Result<RetentionReport> {
-    let now_nanos = unix_nano(now);
-    let cutoff = now_nanos.saturating_sub(duration_nanos(config.retention));
-    let delete_before = now_nanos.saturating_sub(duration_nanos(config.deletion_delay));
-    let mut report = RetentionReport::default();
-    for tenant in list_tenants(store).await? {
-        for block in list_block_ids(store, &tenant).await? {
-            match read_meta(store, &tenant, block).await? {
-                Some(meta) if meta.end_time_unix_nano < cutoff => {
-                    mark_deleted(store, &tenant, block, now_nanos).await?;
-                    report.blocks_marked += 1;
-                }
-                Some(_) => {}
-                None => {
-                    let marker = read_marker(store, &tenant, block).await?;
-                    if marker.is_some_and(|m| m.deleted_at_unix_nano <= delete_before) {
-                        delete_block(store, &tenant, block).await?;
-                        report.blocks_deleted += 1;
-                    }
-                }
-            }
-        }
-    }
-    if report != RetentionReport::default() {
-        info!(
-            marked = report.blocks_marked,
-            deleted = report.blocks_deleted,
-            "retention pass"
-        );
-    }
-    metrics::counter!("strata_compactor_blocks_retired_total")
-        .increment(report.blocks_marked as u64);
-    metrics::counter!("strata_compactor_blocks_deleted_total")
-        .increment(report.blocks_deleted as u64);
-    Ok(report)
-}
-
-fn duration_nanos(d: Duration) -> u64 {
+fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-/// Writes the marker, then removes `meta.json`: a crash in between leaves a
-/// block that is still live and gets marked again next pass.
-async fn mark_deleted(
+/// Marks and deletes what is due in `state` as of `now_unix_nano`, and
+/// updates `state` to match.
+pub(crate) async fn retire(
     store: &dyn ObjectStore,
+    config: &CompactorConfig,
     tenant: &TenantId,
-    block: BlockId,
-    now_nanos: u64,
-) -> Result<()> {
-    let marker_path = paths::deletion_marker_path(tenant, block);
-    let marker = DeletionMarker {
-        deleted_at_unix_nano: now_nanos,
-        reason: "retention".to_owned(),
-    };
-    let json = serde_json::to_vec(&marker)
-        .map_err(|e| strata_common::Error::corrupt(format!("encoding deletion marker: {e}")))?;
-    store
-        .put(&marker_path, PutPayload::from(json))
-        .await
-        .map_err(store_error("put", &marker_path))?;
-    let meta_path = paths::meta_path(tenant, block);
-    match store.delete(&meta_path).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(store_error("delete", &meta_path)(e)),
+    state: &mut TenantState,
+    now_unix_nano: u64,
+) -> Result<RetirementReport> {
+    let mut report = RetirementReport::default();
+
+    // A live block that replaces others is committed: finish its job.
+    for (meta, replacement) in std::mem::take(&mut state.replaced_unmarked) {
+        let marker = CompactedMeta {
+            compacted_at_unix_nano: now_unix_nano,
+            reason: RetireReason::Compaction,
+            replaced_by: Some(replacement),
+            meta: (*meta).clone(),
+        };
+        mark_compacted(store, &marker).await?;
+        state.compacted.insert(meta.block_id, marker);
+        report.blocks_rolled_forward += 1;
     }
-}
 
-async fn read_marker(
-    store: &dyn ObjectStore,
-    tenant: &TenantId,
-    block: BlockId,
-) -> Result<Option<DeletionMarker>> {
-    let path = paths::deletion_marker_path(tenant, block);
-    let Some(bytes) = get_if_exists(store, &path).await? else {
-        return Ok(None);
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| strata_common::Error::corrupt(format!("{path}: {e}")).into())
-}
+    let retention = config.retention_for(tenant);
+    let cutoff = now_unix_nano.saturating_sub(nanos(retention));
+    let expired: Vec<BlockId> = state
+        .live
+        .values()
+        .filter(|m| m.end_time_unix_nano < cutoff)
+        .map(|m| m.block_id)
+        .collect();
+    for id in expired {
+        let Some(meta) = state.live.remove(&id) else {
+            continue;
+        };
+        let marker = CompactedMeta {
+            compacted_at_unix_nano: now_unix_nano,
+            reason: RetireReason::Retention,
+            replaced_by: None,
+            meta: (*meta).clone(),
+        };
+        mark_compacted(store, &marker).await?;
+        state.compacted.insert(id, marker);
+        report.blocks_expired += 1;
+    }
 
-/// Removes every object of a block, the marker last so an interrupted
-/// deletion is finished by the next pass.
-async fn delete_block(store: &dyn ObjectStore, tenant: &TenantId, block: BlockId) -> Result<()> {
-    let prefix = paths::block_prefix(tenant, block);
-    let marker = paths::deletion_marker_path(tenant, block);
-    let objects: Vec<Path> = store
-        .list(Some(&prefix))
-        .map_ok(|meta| meta.location)
-        .try_collect()
-        .await
-        .map_err(store_error("list", &prefix))?;
-    for path in objects.iter().filter(|p| **p != marker) {
-        match store.delete(path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(store_error("delete", path)(e)),
+    let delete_before = now_unix_nano.saturating_sub(nanos(config.deletion_delay));
+    let due: Vec<BlockId> = state
+        .compacted
+        .iter()
+        .filter(|(_, c)| c.compacted_at_unix_nano <= delete_before)
+        .map(|(id, _)| *id)
+        .collect();
+    for id in due {
+        if let Some(objects) = state.objects.remove(&id) {
+            delete_block_objects(store, &objects).await?;
+        }
+        state.compacted.remove(&id);
+        report.blocks_deleted += 1;
+    }
+
+    let debris_before = now_unix_nano.saturating_sub(nanos(DEBRIS_AGE));
+    let debris: Vec<BlockId> = state
+        .objects
+        .values()
+        .filter(|b| !b.committed && !b.compacted)
+        .filter(|b| {
+            b.objects
+                .iter()
+                .map(|o| u64::try_from(o.last_modified.timestamp_nanos_opt().unwrap_or(0)).unwrap_or(0))
+                .max()
+                .is_some_and(|newest| newest < debris_before)
+        })
+        .map(|b| b.block_id)
+        .collect();
+    for id in debris {
+        if let Some(objects) = state.objects.remove(&id) {
+            delete_block_objects(store, &objects).await?;
+            report.debris_deleted += 1;
         }
     }
-    match store.delete(&marker).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(store_error("delete", &marker)(e)),
+
+    if report != RetirementReport::default() {
+        info!(
+            %tenant,
+            expired = report.blocks_expired,
+            rolled_forward = report.blocks_rolled_forward,
+            deleted = report.blocks_deleted,
+            debris = report.debris_deleted,
+            "retired blocks"
+        );
     }
+    metrics::counter!("strata_compactor_blocks_retired_total", "reason" => "retention")
+        .increment(report.blocks_expired as u64);
+    metrics::counter!("strata_compactor_blocks_deleted_total")
+        .increment(report.blocks_deleted as u64);
+    Ok(report)
 }

@@ -2,7 +2,12 @@
 //! trace-ID bloom filter and a `meta.json`, under `<tenant>/<block-id>/`.
 
 mod reader;
+mod stream_writer;
 mod writer;
 
-pub use reader::{list_block_ids, list_tenants, read_block, read_meta, read_trace};
+pub use reader::{
+    BlockSpanStream, list_block_ids, list_tenants, read_block, read_meta, read_trace,
+    stream_block,
+};
+pub use stream_writer::StreamingBlockWriter;
 pub use writer::{BlockWriteOptions, EncodedBlock, encode_block, upload_block, write_block};

@@ -95,6 +95,27 @@ pub async fn read_block(store: Arc<dyn ObjectStore>, meta: &BlockMeta) -> Result
         .map_err(Error::parquet(format!("reading {path}")))
 }
 
+/// A block's span rows as a stream of batches, in the block's order (trace
+/// ID, then start time). Holds one row group's column chunks at a time.
+pub type BlockSpanStream =
+    parquet::arrow::async_reader::ParquetRecordBatchStream<Box<dyn AsyncFileReader>>;
+
+/// Streams every span row of a block, `batch_rows` rows per batch.
+pub async fn stream_block(
+    store: Arc<dyn ObjectStore>,
+    meta: &BlockMeta,
+    batch_rows: usize,
+) -> Result<BlockSpanStream> {
+    let (reader, path) = BlockDataReader::open(store, meta);
+    let reader: Box<dyn AsyncFileReader> = Box::new(reader);
+    ParquetRecordBatchStreamBuilder::new(reader)
+        .await
+        .map_err(Error::parquet(format!("opening {path}")))?
+        .with_batch_size(batch_rows.max(1))
+        .build()
+        .map_err(Error::parquet(format!("reading {path}")))
+}
+
 /// Reads the spans of one trace from a block. Row groups whose trace-ID
 /// statistics exclude the ID are skipped and rows are filtered while
 /// decoding. The querier uses DataFusion for this; the ingester reads blocks

@@ -134,6 +134,7 @@ pub fn encode_block(
         created_at_unix_nano: now_unix_nano(),
         bloom,
         attribute_keys: facts.attribute_keys,
+        compacted_from: Vec::new(),
     };
     Ok(EncodedBlock {
         meta,
@@ -191,7 +192,7 @@ pub async fn write_block(
     Ok(encoded.meta)
 }
 
-fn now_unix_nano() -> u64 {
+pub(super) fn now_unix_nano() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
@@ -226,7 +227,7 @@ fn sort_spans(batch: &RecordBatch) -> Result<RecordBatch> {
 }
 
 /// Whether rows are ordered by trace ID, then start time.
-fn is_sorted(batch: &RecordBatch) -> Result<bool> {
+pub(super) fn is_sorted(batch: &RecordBatch) -> Result<bool> {
     let trace_id: &FixedSizeBinaryArray = typed_column(batch, columns::TRACE_ID)?;
     let start: &TimestampNanosecondArray = typed_column(batch, columns::START_TIME)?;
     if trace_id.null_count() > 0 || start.null_count() > 0 {
@@ -242,18 +243,18 @@ fn is_sorted(batch: &RecordBatch) -> Result<bool> {
 }
 
 /// Facts about sorted span rows that go into `meta.json` and the bloom.
-struct BlockFacts {
+pub(super) struct BlockFacts {
     /// Distinct trace IDs, ascending.
-    trace_ids: Vec<TraceId>,
+    pub(super) trace_ids: Vec<TraceId>,
     /// Row index where each trace starts, ascending.
-    trace_starts: Vec<usize>,
-    start_time_unix_nano: u64,
-    end_time_unix_nano: u64,
-    attribute_keys: AttributeKeys,
+    pub(super) trace_starts: Vec<usize>,
+    pub(super) start_time_unix_nano: u64,
+    pub(super) end_time_unix_nano: u64,
+    pub(super) attribute_keys: AttributeKeys,
 }
 
 impl BlockFacts {
-    fn collect(batch: &RecordBatch) -> Result<Self> {
+    pub(super) fn collect(batch: &RecordBatch) -> Result<Self> {
         let trace_id: &FixedSizeBinaryArray = typed_column(batch, columns::TRACE_ID)?;
         let start: &TimestampNanosecondArray = typed_column(batch, columns::START_TIME)?;
         let duration: &Int64Array = typed_column(batch, columns::DURATION_NANOS)?;
@@ -345,7 +346,7 @@ fn nested_attribute_keys(list: &ListArray, truncated: &mut bool) -> Result<BTree
     attribute_keys(nested, truncated)
 }
 
-fn writer_properties(options: &BlockWriteOptions) -> Result<WriterProperties> {
+pub(super) fn writer_properties(options: &BlockWriteOptions) -> Result<WriterProperties> {
     let zstd = ZstdLevel::try_new(options.zstd_level).map_err(Error::parquet("zstd level"))?;
     let path = |name: &str| ColumnPath::from(name);
     // Leaf index of `start_time` in the Parquet schema: every column before it
@@ -439,7 +440,7 @@ fn encode_parquet(
 }
 
 /// Footer length from a Parquet file's tail: `<metadata><u32 len>PAR1`.
-fn footer_size(data: &[u8]) -> Result<u64> {
+pub(super) fn footer_size(data: &[u8]) -> Result<u64> {
     let tail = data
         .len()
         .checked_sub(8)
