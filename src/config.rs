@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytesize::ByteSize;
-use clap::{Args, Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 use strata_common::block::BlockWriteOptions;
 use strata_common::{S3Options, StorageLocation, TenantId};
@@ -35,11 +35,57 @@ storing blocks under ./data/blocks and its write-ahead log under ./data/wal."
 )]
 pub(crate) struct Cli {
     /// YAML configuration file.
-    #[arg(long, env = "STRATA_CONFIG", value_name = "FILE")]
+    #[arg(long, global = true, env = "STRATA_CONFIG", value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
 
     #[command(flatten)]
     pub(crate) settings: Settings,
+
+    /// Without a command, Strata runs the components of --target.
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+}
+
+/// One-shot operations on the store; they read the same settings.
+#[derive(Debug, Clone, Subcommand)]
+pub(crate) enum Command {
+    /// Run one compactor pass over the store (merge, retention, deletion,
+    /// tenant index) and exit.
+    Compact {
+        /// One pass, then exit (to run continuously use --target compactor).
+        #[arg(long, required = true)]
+        once: bool,
+        /// Print the pass report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the blocks in the store.
+    Blocks {
+        #[command(subcommand)]
+        command: BlocksCommand,
+    },
+}
+
+/// `strata blocks ...`
+#[derive(Debug, Clone, Subcommand)]
+pub(crate) enum BlocksCommand {
+    /// List blocks: tenant, ID, state, level, time range, spans, traces, bytes.
+    List {
+        /// Only this tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one block's metadata, objects and leases as JSON.
+    Inspect {
+        /// The block ID.
+        block_id: String,
+        /// The tenant to look in [default: every tenant].
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 /// Which components this process runs.
@@ -52,7 +98,7 @@ pub(crate) enum Target {
     Ingester,
     /// The query API over blocks (and in-process live data).
     Querier,
-    /// Retention enforcement over the object store.
+    /// Block compaction, retention and the tenant index over the object store.
     Compactor,
 }
 
@@ -90,88 +136,133 @@ fn parse_duration(text: &str) -> std::result::Result<Duration, humantime::Durati
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct Settings {
     /// Components to run [default: all].
-    #[arg(long, env = "STRATA_TARGET", value_enum)]
+    #[arg(long, global = true, env = "STRATA_TARGET", value_enum)]
     pub(crate) target: Option<Target>,
 
     /// Where blocks live: a directory (`./data/blocks`, `file:///var/lib/strata`),
     /// `memory://`, or `s3://bucket/prefix` [default: ./data/blocks].
-    #[arg(long, env = "STRATA_STORAGE", value_name = "URL")]
+    #[arg(long, global = true, env = "STRATA_STORAGE", value_name = "URL")]
     pub(crate) storage: Option<String>,
 
     /// HTTP address of the query API, /metrics and /ready [default: 0.0.0.0:3200].
-    #[arg(long, env = "STRATA_HTTP_ADDR", value_name = "ADDR")]
+    #[arg(long, global = true, env = "STRATA_HTTP_ADDR", value_name = "ADDR")]
     pub(crate) http_addr: Option<SocketAddr>,
 
     /// OTLP/gRPC receiver address [default: 0.0.0.0:4317].
-    #[arg(long, env = "STRATA_OTLP_GRPC_ADDR", value_name = "ADDR")]
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_OTLP_GRPC_ADDR",
+        value_name = "ADDR"
+    )]
     pub(crate) otlp_grpc_addr: Option<SocketAddr>,
 
     /// OTLP/HTTP receiver address [default: 0.0.0.0:4318].
-    #[arg(long, env = "STRATA_OTLP_HTTP_ADDR", value_name = "ADDR")]
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_OTLP_HTTP_ADDR",
+        value_name = "ADDR"
+    )]
     pub(crate) otlp_http_addr: Option<SocketAddr>,
 
     /// Zipkin v2 receiver address (`POST /api/v2/spans`) [default: 0.0.0.0:9411].
-    #[arg(long, env = "STRATA_ZIPKIN_ADDR", value_name = "ADDR")]
+    #[arg(long, global = true, env = "STRATA_ZIPKIN_ADDR", value_name = "ADDR")]
     pub(crate) zipkin_addr: Option<SocketAddr>,
 
     /// Write-ahead log directory; blocks waiting for upload are queued in its
     /// `blocks/` subdirectory [default: ./data/wal].
-    #[arg(long, env = "STRATA_WAL_DIR", value_name = "DIR")]
+    #[arg(long, global = true, env = "STRATA_WAL_DIR", value_name = "DIR")]
     pub(crate) wal_dir: Option<PathBuf>,
 
     /// Disk budget of the write-ahead log plus the upload queue; beyond it
     /// exports are refused with 503 / UNAVAILABLE and Retry-After [default: 16GiB].
-    #[arg(long, env = "STRATA_WAL_MAX_BYTES", value_name = "SIZE")]
+    #[arg(long, global = true, env = "STRATA_WAL_MAX_BYTES", value_name = "SIZE")]
     pub(crate) wal_max_bytes: Option<ByteSize>,
 
     /// A trace is complete once no span has arrived for this long [default: 10s].
-    #[arg(long, env = "STRATA_TRACE_IDLE_PERIOD", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "STRATA_TRACE_IDLE_PERIOD", value_name = "DURATION", value_parser = parse_duration)]
     #[serde(with = "humantime_serde")]
     pub(crate) trace_idle_period: Option<Duration>,
 
     /// ... or once it has been live this long [default: 30s].
-    #[arg(long, env = "STRATA_TRACE_MAX_LIVE", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "STRATA_TRACE_MAX_LIVE", value_name = "DURATION", value_parser = parse_duration)]
     #[serde(with = "humantime_serde")]
     pub(crate) trace_max_live: Option<Duration>,
 
     /// Cut a tenant's complete traces into a block when they reach this size
     /// (in-memory Arrow bytes, about 2 KiB per typical span) [default: 128MiB].
-    #[arg(long, env = "STRATA_BLOCK_MAX_BYTES", value_name = "SIZE")]
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_BLOCK_MAX_BYTES",
+        value_name = "SIZE"
+    )]
     pub(crate) block_max_bytes: Option<ByteSize>,
 
     /// ... or when the oldest of them has waited this long [default: 1m].
-    #[arg(long, env = "STRATA_BLOCK_MAX_AGE", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "STRATA_BLOCK_MAX_AGE", value_name = "DURATION", value_parser = parse_duration)]
     #[serde(with = "humantime_serde")]
     pub(crate) block_max_age: Option<Duration>,
 
     /// Refuse spans (HTTP 429 / gRPC RESOURCE_EXHAUSTED) while spans held in
     /// memory exceed this size [default: 2GiB].
-    #[arg(long, env = "STRATA_MAX_LIVE_BYTES", value_name = "SIZE")]
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_MAX_LIVE_BYTES",
+        value_name = "SIZE"
+    )]
     pub(crate) max_live_bytes: Option<ByteSize>,
 
     /// Time allowed for one block upload before it is retried [default: 1m].
-    #[arg(long, env = "STRATA_UPLOAD_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "STRATA_UPLOAD_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     #[serde(with = "humantime_serde")]
     pub(crate) upload_timeout: Option<Duration>,
 
     /// Per-tenant ingestion rate in OTLP bytes per second; 0 = unlimited [default: 64MiB].
-    #[arg(long, env = "STRATA_INGESTION_RATE_BYTES", value_name = "SIZE")]
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_INGESTION_RATE_BYTES",
+        value_name = "SIZE"
+    )]
     pub(crate) ingestion_rate_bytes: Option<ByteSize>,
 
     /// Per-tenant burst allowance above the rate [default: 128MiB].
-    #[arg(long, env = "STRATA_INGESTION_BURST_BYTES", value_name = "SIZE")]
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_INGESTION_BURST_BYTES",
+        value_name = "SIZE"
+    )]
     pub(crate) ingestion_burst_bytes: Option<ByteSize>,
 
     /// Spans held live per trace; more are dropped and counted; 0 = unlimited [default: 100000].
-    #[arg(long, env = "STRATA_MAX_SPANS_PER_TRACE", value_name = "N")]
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_MAX_SPANS_PER_TRACE",
+        value_name = "N"
+    )]
     pub(crate) max_spans_per_trace: Option<u64>,
 
     /// OTLP bytes held live per trace; more spans are dropped and counted [default: 50MiB].
-    #[arg(long, env = "STRATA_MAX_BYTES_PER_TRACE", value_name = "SIZE")]
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_MAX_BYTES_PER_TRACE",
+        value_name = "SIZE"
+    )]
     pub(crate) max_bytes_per_trace: Option<ByteSize>,
 
     /// String and bytes attribute values are cut to this size and counted [default: 64KiB].
-    #[arg(long, env = "STRATA_MAX_ATTRIBUTE_VALUE_BYTES", value_name = "SIZE")]
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_MAX_ATTRIBUTE_VALUE_BYTES",
+        value_name = "SIZE"
+    )]
     pub(crate) max_attribute_value_bytes: Option<ByteSize>,
 
     /// Per-tenant overrides of the five limits above, e.g.
@@ -180,81 +271,149 @@ pub(crate) struct Settings {
     pub(crate) tenant_limits: Option<HashMap<String, TenantLimits>>,
 
     /// Largest accepted OTLP request, after decompression [default: 16MiB].
-    #[arg(long, env = "STRATA_MAX_REQUEST_BYTES", value_name = "SIZE")]
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_MAX_REQUEST_BYTES",
+        value_name = "SIZE"
+    )]
     pub(crate) max_request_bytes: Option<ByteSize>,
 
     /// Keep spans queryable in the ingester this long after their block is
     /// written, so queriers that find blocks by polling never miss them
     /// [default: 2 × blocklist poll; 0 with --target all, where the
     /// in-process querier learns of new blocks at once].
-    #[arg(long, env = "STRATA_COMPLETE_BLOCK_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "STRATA_COMPLETE_BLOCK_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     #[serde(with = "humantime_serde")]
     pub(crate) complete_block_timeout: Option<Duration>,
 
     /// How often queriers re-list blocks in the store [default: 15s].
-    #[arg(long, env = "STRATA_BLOCKLIST_POLL", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "STRATA_BLOCKLIST_POLL", value_name = "DURATION", value_parser = parse_duration)]
     #[serde(with = "humantime_serde")]
     pub(crate) blocklist_poll: Option<Duration>,
 
     /// Memory for cached bloom-filter shards [default: 256MiB].
-    #[arg(long, env = "STRATA_BLOOM_CACHE_BYTES", value_name = "SIZE")]
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_BLOOM_CACHE_BYTES",
+        value_name = "SIZE"
+    )]
     pub(crate) bloom_cache_bytes: Option<ByteSize>,
 
     /// Target bloom-filter false-positive rate of new blocks [default: 0.001].
-    #[arg(long, env = "STRATA_BLOOM_FALSE_POSITIVE_RATE", value_name = "RATE")]
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_BLOOM_FALSE_POSITIVE_RATE",
+        value_name = "RATE"
+    )]
     pub(crate) bloom_false_positive_rate: Option<f64>,
 
     /// Delete blocks whose newest span is older than this [default: 14d].
-    #[arg(long, env = "STRATA_RETENTION", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "STRATA_RETENTION", value_name = "DURATION", value_parser = parse_duration)]
     #[serde(with = "humantime_serde")]
     pub(crate) retention: Option<Duration>,
 
     /// How often the compactor runs [default: 5m].
-    #[arg(long, env = "STRATA_COMPACTION_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "STRATA_COMPACTION_INTERVAL", value_name = "DURATION", value_parser = parse_duration)]
     #[serde(with = "humantime_serde")]
     pub(crate) compaction_interval: Option<Duration>,
 
-    /// How long a block marked for deletion stays readable before its objects
-    /// are removed; keep it above twice the blocklist poll [default: 5m].
-    #[arg(long, env = "STRATA_DELETION_DELAY", value_name = "DURATION", value_parser = parse_duration)]
+    /// How long a compacted or expired block stays readable before its
+    /// objects are removed; at least twice the blocklist poll [default: 5m].
+    #[arg(long, global = true, env = "STRATA_DELETION_DELAY", value_name = "DURATION", value_parser = parse_duration)]
     #[serde(with = "humantime_serde")]
     pub(crate) deletion_delay: Option<Duration>,
 
+    /// Per-tenant retention overriding --retention, e.g.
+    /// `tenant_retention: {team-a: 30d}`. YAML only.
+    #[arg(skip)]
+    pub(crate) tenant_retention: Option<HashMap<String, String>>,
+
+    /// Blocks are compacted within time windows of this length [default: 1h].
+    #[arg(long, global = true, env = "STRATA_COMPACTION_WINDOW", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub(crate) compaction_window: Option<Duration>,
+
+    /// Most blocks merged by one compaction job [default: 8].
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_COMPACTION_MAX_INPUT_BLOCKS",
+        value_name = "N"
+    )]
+    pub(crate) compaction_max_input_blocks: Option<usize>,
+
+    /// Most spans merged by one compaction job [default: 20000000].
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_COMPACTION_MAX_JOB_SPANS",
+        value_name = "N"
+    )]
+    pub(crate) compaction_max_job_spans: Option<u64>,
+
+    /// Largest compacted block: a job's inputs hold at most this much data [default: 4GiB].
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_COMPACTION_MAX_BLOCK_BYTES",
+        value_name = "SIZE"
+    )]
+    pub(crate) compaction_max_block_bytes: Option<ByteSize>,
+
+    /// A compaction job's lease on its input blocks lapses this long after
+    /// its last renewal, so another compactor can redo a crashed job [default: 5m].
+    #[arg(long, global = true, env = "STRATA_COMPACTION_LEASE_TTL", value_name = "DURATION", value_parser = parse_duration)]
+    #[serde(with = "humantime_serde")]
+    pub(crate) compaction_lease_ttl: Option<Duration>,
+
     /// How long a graceful shutdown may spend flushing buffered spans [default: 30s].
-    #[arg(long, env = "STRATA_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "STRATA_SHUTDOWN_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
     #[serde(with = "humantime_serde")]
     pub(crate) shutdown_timeout: Option<Duration>,
 
     /// S3 endpoint URL, overriding AWS_ENDPOINT_URL.
-    #[arg(long, env = "STRATA_S3_ENDPOINT", value_name = "URL")]
+    #[arg(long, global = true, env = "STRATA_S3_ENDPOINT", value_name = "URL")]
     pub(crate) s3_endpoint: Option<String>,
 
     /// S3 region, overriding AWS_REGION.
-    #[arg(long, env = "STRATA_S3_REGION")]
+    #[arg(long, global = true, env = "STRATA_S3_REGION")]
     pub(crate) s3_region: Option<String>,
 
     /// S3 access key ID, overriding AWS_ACCESS_KEY_ID.
-    #[arg(long, env = "STRATA_S3_ACCESS_KEY_ID")]
+    #[arg(long, global = true, env = "STRATA_S3_ACCESS_KEY_ID")]
     pub(crate) s3_access_key_id: Option<String>,
 
     /// S3 secret access key, overriding AWS_SECRET_ACCESS_KEY.
-    #[arg(long, env = "STRATA_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_S3_SECRET_ACCESS_KEY",
+        hide_env_values = true
+    )]
     pub(crate) s3_secret_access_key: Option<String>,
 
     /// Allow plain-HTTP S3 endpoints, overriding AWS_ALLOW_HTTP.
-    #[arg(long, env = "STRATA_S3_ALLOW_HTTP", value_name = "BOOL")]
+    #[arg(long, global = true, env = "STRATA_S3_ALLOW_HTTP", value_name = "BOOL")]
     pub(crate) s3_allow_http: Option<bool>,
 
     /// Use virtual-hosted-style S3 requests instead of path-style.
-    #[arg(long, env = "STRATA_S3_VIRTUAL_HOSTED_STYLE", value_name = "BOOL")]
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_S3_VIRTUAL_HOSTED_STYLE",
+        value_name = "BOOL"
+    )]
     pub(crate) s3_virtual_hosted_style: Option<bool>,
 
     /// Log filter, e.g. `info` or `strata=debug,info`; RUST_LOG also works [default: info].
-    #[arg(long, env = "STRATA_LOG_LEVEL", value_name = "FILTER")]
+    #[arg(long, global = true, env = "STRATA_LOG_LEVEL", value_name = "FILTER")]
     pub(crate) log_level: Option<String>,
 
     /// Log format [default: text].
-    #[arg(long, env = "STRATA_LOG_FORMAT", value_enum)]
+    #[arg(long, global = true, env = "STRATA_LOG_FORMAT", value_enum)]
     pub(crate) log_format: Option<LogFormat>,
 }
 
@@ -332,6 +491,12 @@ impl Settings {
             retention,
             compaction_interval,
             deletion_delay,
+            tenant_retention,
+            compaction_window,
+            compaction_max_input_blocks,
+            compaction_max_job_spans,
+            compaction_max_block_bytes,
+            compaction_lease_ttl,
             shutdown_timeout,
             s3_endpoint,
             s3_region,
@@ -378,6 +543,68 @@ impl Settings {
             .collect()
     }
 
+    fn compactor_config(
+        &self,
+        blocklist_poll: Duration,
+        bloom_false_positive_rate: f64,
+    ) -> Result<strata_compactor::CompactorConfig> {
+        let defaults = strata_compactor::CompactorConfig::default();
+        let deletion_delay = self.deletion_delay.unwrap_or(defaults.deletion_delay);
+        if deletion_delay < 2 * blocklist_poll {
+            return Err(Error::Config(format!(
+                "deletion_delay ({}) must be at least twice blocklist_poll ({}): a querier may read a block until it has polled twice",
+                humantime::format_duration(deletion_delay),
+                humantime::format_duration(blocklist_poll)
+            )));
+        }
+        let tenant_retention = self
+            .tenant_retention
+            .iter()
+            .flatten()
+            .map(|(tenant, retention)| {
+                let tenant = TenantId::new(tenant.clone())
+                    .map_err(|e| Error::Config(format!("tenant_retention: {e}")))?;
+                let retention = humantime::parse_duration(retention).map_err(|e| {
+                    Error::Config(format!("tenant_retention: {tenant}: {retention:?}: {e}"))
+                })?;
+                Ok((tenant, retention))
+            })
+            .collect::<Result<_>>()?;
+        let max_input_blocks = self
+            .compaction_max_input_blocks
+            .unwrap_or(defaults.max_input_blocks);
+        if max_input_blocks < 2 {
+            return Err(Error::Config(
+                "compaction_max_input_blocks must be at least 2".into(),
+            ));
+        }
+        let window = self.compaction_window.unwrap_or(defaults.window);
+        if window.is_zero() {
+            return Err(Error::Config(
+                "compaction_window must be greater than zero".into(),
+            ));
+        }
+        Ok(strata_compactor::CompactorConfig {
+            interval: self.compaction_interval.unwrap_or(defaults.interval),
+            retention: self.retention.unwrap_or(defaults.retention),
+            tenant_retention,
+            deletion_delay,
+            window,
+            max_input_blocks,
+            max_job_spans: self
+                .compaction_max_job_spans
+                .unwrap_or(defaults.max_job_spans),
+            max_block_bytes: self
+                .compaction_max_block_bytes
+                .map_or(defaults.max_block_bytes, |b| b.as_u64()),
+            lease_ttl: self.compaction_lease_ttl.unwrap_or(defaults.lease_ttl),
+            block: BlockWriteOptions {
+                bloom_false_positive_rate,
+                ..BlockWriteOptions::default()
+            },
+        })
+    }
+
     /// Applies defaults and checks values.
     pub(crate) fn resolve(self) -> Result<Config> {
         let bytes = |name: &'static str, value: Option<ByteSize>, default: u64| -> Result<usize> {
@@ -407,6 +634,7 @@ impl Settings {
             ));
         }
 
+        let compactor = self.compactor_config(blocklist_poll, bloom_false_positive_rate)?;
         let target = self.target.unwrap_or(Target::All);
         let limits = self.limits_defaults();
         let tenant_limits = self.tenant_limit_overrides()?;
@@ -458,13 +686,7 @@ impl Settings {
                 bloom_cache_bytes: bytes("bloom_cache_bytes", self.bloom_cache_bytes, 256 * MIB)?
                     as u64,
             },
-            compactor: strata_compactor::CompactorConfig {
-                retention: self
-                    .retention
-                    .unwrap_or(Duration::from_secs(14 * 24 * 3600)),
-                interval: self.compaction_interval.unwrap_or(Duration::from_secs(300)),
-                deletion_delay: self.deletion_delay.unwrap_or(Duration::from_secs(300)),
-            },
+            compactor,
             shutdown_timeout: self.shutdown_timeout.unwrap_or(Duration::from_secs(30)),
             log_level: self.log_level.unwrap_or_else(|| "info".to_owned()),
             log_format: self.log_format.unwrap_or(LogFormat::Text),
@@ -473,13 +695,14 @@ impl Settings {
 }
 
 impl Cli {
-    /// Layers flags and environment over the config file and resolves.
-    pub(crate) fn into_config(self) -> Result<Config> {
+    /// Layers flags and environment over the config file and resolves;
+    /// returns the command to run, if any.
+    pub(crate) fn into_config(self) -> Result<(Config, Option<Command>)> {
         let file = match &self.config {
             Some(path) => Settings::from_file(path)?,
             None => Settings::default(),
         };
-        self.settings.over(file).resolve()
+        Ok((self.settings.over(file).resolve()?, self.command))
     }
 }
 

@@ -61,4 +61,8 @@ pub(crate) enum Error {
     /// Opening or running the ingester failed.
     #[error(transparent)]
     Ingester(#[from] strata_ingester::Error),
+
+    /// A compactor pass failed.
+    #[error(transparent)]
+    Compactor(#[from] strata_compactor::Error),
 }

@@ -6,6 +6,7 @@
 //! accepting requests, then writes every buffered span to a block before
 //! exiting, so nothing acknowledged is held only in memory.
 
+mod admin;
 mod config;
 mod error;
 mod server;
@@ -34,8 +35,8 @@ use crate::error::{Error, Result};
 use crate::server::{ProcessState, bind, process_routes, serve_http};
 
 fn main() -> ExitCode {
-    let config = match Cli::parse().into_config() {
-        Ok(config) => config,
+    let (config, command) = match Cli::parse().into_config() {
+        Ok(parsed) => parsed,
         Err(e) => {
             eprintln!("strata: {e}");
             return ExitCode::from(2);
@@ -53,7 +54,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config)) {
+    let result = match command {
+        Some(command) => runtime.block_on(async {
+            let store = config.storage.open(&config.s3)?;
+            admin::run(&config, store, command).await
+        }),
+        None => runtime.block_on(run(config)),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(error = %e, "strata stopped with an error");

@@ -254,7 +254,8 @@ mod tests {
             .into_iter()
             .map(|b| BloomShard::from_bytes(b).unwrap())
             .collect();
-        let probe = |id: &TraceId| shards[shard_for(id, params.shard_count) as usize].may_contain(id);
+        let probe =
+            |id: &TraceId| shards[shard_for(id, params.shard_count) as usize].may_contain(id);
         assert!(ids.iter().all(probe));
         let false_positives = (0..10_000u32)
             .map(|i| {
@@ -264,7 +265,10 @@ mod tests {
             })
             .filter(|id| probe(id))
             .count();
-        assert!(false_positives < 300, "{false_positives} false positives in 10k");
+        assert!(
+            false_positives < 300,
+            "{false_positives} false positives in 10k"
+        );
     }
 
     #[test]

@@ -254,8 +254,11 @@ impl TenantBlocks {
 }
 
 /// Reads the `meta.json` of each committed block in `listing`, reusing
-/// metas already in `known`. Blocks whose meta is unreadable are skipped
-/// with a warning: one bad block must not hide the others.
+/// metas already in `known`. A block compacted since the listing is
+/// returned all the same (from `meta.compacted.json`): the listing cannot
+/// hold its replacement, so hiding it would hide spans. Blocks whose meta is
+/// unreadable are skipped with a warning: one bad block must not hide the
+/// others.
 pub async fn read_listed_metas(
     store: &dyn ObjectStore,
     tenant: &TenantId,
@@ -273,7 +276,14 @@ pub async fn read_listed_metas(
     let read: Vec<Option<BlockMeta>> = futures::stream::iter(unknown)
         .map(|id| async move {
             match read_meta(store, tenant, id).await {
-                Ok(meta) => Ok(meta),
+                Ok(Some(meta)) => Ok(Some(meta)),
+                // Compacted between our LIST and this GET: its replacement
+                // is newer than our listing, so drop it and a query would
+                // miss its spans. Its data stays for the grace period: keep
+                // it for this poll; the next one sees the replacement.
+                Ok(None) => Ok(read_compacted_meta(store, tenant, id)
+                    .await?
+                    .map(|compacted| compacted.meta)),
                 Err(e) if e.kind() == crate::ErrorKind::Internal => {
                     tracing::warn!(%tenant, block = %id, error = %e, "skipping block with unreadable meta.json");
                     Ok(None)
@@ -383,6 +393,47 @@ mod tests {
         assert_eq!(blocks.compacted.len(), 3);
     }
 
+    #[tokio::test]
+    async fn a_block_compacted_after_the_listing_stays_visible_for_that_poll() {
+        let store = object_store::memory::InMemory::new();
+        let tenant = TenantId::default_tenant();
+        let meta = meta_for_tests(&tenant, BlockId::new_v7(), 0);
+        let json = serde_json::to_vec(&meta).unwrap();
+        store
+            .put(
+                &paths::meta_path(&tenant, meta.block_id),
+                PutPayload::from(json),
+            )
+            .await
+            .unwrap();
+        let listing = list_block_objects(&store, &tenant, None).await.unwrap();
+        assert!(listing[&meta.block_id].committed);
+        // A compactor marks the block between our LIST and our GET.
+        mark_compacted(
+            &store,
+            &CompactedMeta {
+                compacted_at_unix_nano: 1,
+                reason: RetireReason::Compaction,
+                replaced_by: Some(BlockId::new_v7()),
+                meta: meta.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        let metas = read_listed_metas(&store, &tenant, &listing, &HashMap::new())
+            .await
+            .unwrap();
+        assert_eq!(metas.len(), 1, "the replacement is not in this listing");
+        assert_eq!(*metas[0], meta);
+        // The next listing sees the marker and drops it.
+        let listing = list_block_objects(&store, &tenant, None).await.unwrap();
+        assert!(listing[&meta.block_id].compacted);
+        let metas = read_listed_metas(&store, &tenant, &listing, &HashMap::new())
+            .await
+            .unwrap();
+        assert!(metas.is_empty());
+    }
+
     #[test]
     fn index_round_trips_and_lists_from_before_its_creation() {
         let tenant = TenantId::default_tenant();
@@ -399,9 +450,15 @@ mod tests {
             }],
         };
         let bytes = index.encode().unwrap();
-        assert_eq!(TenantIndex::decode(&bytes, &Path::default()).unwrap(), index);
+        assert_eq!(
+            TenantIndex::decode(&bytes, &Path::default()).unwrap(),
+            index
+        );
         let after = index.list_after(std::time::Duration::from_secs(3600));
-        assert_eq!(after.created_unix_millis(), Some(1_700_000_000_000 - 3_600_000));
+        assert_eq!(
+            after.created_unix_millis(),
+            Some(1_700_000_000_000 - 3_600_000)
+        );
         assert!(TenantIndex::decode(b"not gzip", &Path::default()).is_err());
     }
 }

@@ -29,7 +29,7 @@ use crate::{CompactorConfig, unix_nano};
 #[derive(Debug)]
 pub(crate) enum JobOutcome {
     /// The output is committed and the inputs are marked.
-    Done(JobDone),
+    Done(Box<JobDone>),
     /// Another compactor holds an input.
     Conflict,
     /// An input is no longer live (another compactor got there first).
@@ -62,11 +62,21 @@ pub(crate) async fn run_job(
         output: output_id,
         inputs: job.inputs.iter().map(|m| m.block_id).collect(),
     };
-    let mut lease = match JobLease::acquire(store.as_ref(), tenant, &body, config.lease_ttl).await? {
+    let mut lease = match JobLease::acquire(store.as_ref(), tenant, &body, config.lease_ttl).await?
+    {
         Acquired::Held(lease) => lease,
         Acquired::Conflict => return Ok(JobOutcome::Conflict),
     };
-    let result = run_leased(Arc::clone(&store), config, tenant, job, output_id, &mut lease, started).await;
+    let result = run_leased(
+        Arc::clone(&store),
+        config,
+        tenant,
+        job,
+        output_id,
+        &mut lease,
+        started,
+    )
+    .await;
     lease.release(store.as_ref()).await?;
     result
 }
@@ -87,14 +97,14 @@ async fn run_leased(
             Some(output) => {
                 warn!(%tenant, output = %dead.output, owner = %dead.owner, "finishing a committed job whose compactor died");
                 mark_inputs(store.as_ref(), &output, now()).await?;
-                return Ok(JobOutcome::Done(JobDone {
+                return Ok(JobOutcome::Done(Box::new(JobDone {
                     bytes_read: 0,
                     bytes_written: 0,
                     stats: MergeStats::default(),
                     output,
                     elapsed: started.elapsed(),
                     rolled_forward: true,
-                }));
+                })));
             }
             None => {
                 if let Some(objects) = block_objects(store.as_ref(), tenant, dead.output).await? {
@@ -153,14 +163,14 @@ async fn run_leased(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "compacted blocks"
     );
-    Ok(JobOutcome::Done(JobDone {
+    Ok(JobOutcome::Done(Box::new(JobDone {
         output,
         stats,
         bytes_read,
         bytes_written,
         elapsed: started.elapsed(),
         rolled_forward: false,
-    }))
+    })))
 }
 
 fn now() -> u64 {
@@ -168,7 +178,11 @@ fn now() -> u64 {
 }
 
 /// Marks every input of the committed block `output` compacted.
-async fn mark_inputs(store: &dyn ObjectStore, output: &BlockMeta, now_unix_nano: u64) -> Result<()> {
+async fn mark_inputs(
+    store: &dyn ObjectStore,
+    output: &BlockMeta,
+    now_unix_nano: u64,
+) -> Result<()> {
     for input in &output.compacted_from {
         let Some(meta) = read_meta(store, &output.tenant, *input).await? else {
             continue; // already marked

@@ -28,9 +28,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use object_store::ObjectStore;
+use strata_common::TenantId;
 use strata_common::block::{BlockWriteOptions, list_tenants};
 use strata_common::catalog::write_tenant_index;
-use strata_common::TenantId;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -102,7 +102,7 @@ impl CompactorConfig {
 const MAX_ROUNDS: usize = 16;
 
 /// What a pass did, summed over tenants.
-#[derive(Debug, Default, Clone, PartialEq)]
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize)]
 pub struct PassReport {
     /// Tenants visited.
     pub tenants: usize,
@@ -176,7 +176,8 @@ impl Compactor {
             if self.cancel.is_cancelled() {
                 break;
             }
-            self.tenant_pass(&tenant, now, &mut cache, &mut report).await?;
+            self.tenant_pass(&tenant, now, &mut cache, &mut report)
+                .await?;
             report.tenants += 1;
         }
         Ok(report)
@@ -232,7 +233,9 @@ impl Compactor {
                             metrics::counter!("strata_compactor_spans_deduplicated_total")
                                 .increment(done.stats.duplicates_dropped);
                         }
-                        state.live.insert(done.output.block_id, Arc::new(done.output));
+                        state
+                            .live
+                            .insert(done.output.block_id, Arc::new(done.output));
                     }
                     Ok(JobOutcome::Conflict) => {
                         report.lease_conflicts += 1;
@@ -319,7 +322,9 @@ impl Compactor {
         loop {
             let started = Instant::now();
             match self.run_once(SystemTime::now()).await {
-                Ok(report) if report.jobs_run > 0 || report.retirement != RetirementReport::default() => {
+                Ok(report)
+                    if report.jobs_run > 0 || report.retirement != RetirementReport::default() =>
+                {
                     info!(
                         jobs = report.jobs_run,
                         failed = report.jobs_failed,

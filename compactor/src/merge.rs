@@ -18,9 +18,9 @@ use arrow::compute::interleave_record_batch;
 use arrow::datatypes::TimestampNanosecondType;
 use futures::StreamExt;
 use object_store::ObjectStore;
+use strata_common::BlockMeta;
 use strata_common::block::{BlockSpanStream, StreamingBlockWriter, stream_block};
 use strata_common::schema::columns;
-use strata_common::BlockMeta;
 
 use crate::error::{Error, Result};
 use crate::lease::JobLease;
@@ -32,7 +32,7 @@ const READ_BATCH_ROWS: usize = 8 * 1024;
 const WRITE_BATCH_ROWS: usize = 8 * 1024;
 
 /// What a merge did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct MergeStats {
     /// Span rows read from the inputs.
     pub spans_in: u64,
@@ -153,11 +153,12 @@ impl Output {
             return Ok(None);
         }
         let sources: Vec<&RecordBatch> = self.sources.iter().collect();
-        let batch = interleave_record_batch(&sources, &self.rows)
-            .map_err(|source| strata_common::Error::Arrow {
+        let batch = interleave_record_batch(&sources, &self.rows).map_err(|source| {
+            strata_common::Error::Arrow {
                 context: "gathering merged spans".into(),
                 source,
-            })?;
+            }
+        })?;
         self.sources.clear();
         self.source_index.clear();
         self.rows.clear();
@@ -257,7 +258,11 @@ fn emit_trace(output: &mut Output, pieces: &[Piece]) -> Result<usize> {
             .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
             .ok_or_else(|| corrupt("start_time column missing or mistyped"))?;
         let range = piece.start..piece.start + piece.len;
-        if range.clone().skip(1).all(|r| starts.value(r - 1) < starts.value(r)) {
+        if range
+            .clone()
+            .skip(1)
+            .all(|r| starts.value(r - 1) < starts.value(r))
+        {
             output.rows.extend(range.map(|r| (piece.source, r)));
             return Ok(piece.len);
         }

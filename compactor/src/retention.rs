@@ -17,7 +17,7 @@ use crate::state::TenantState;
 pub const DEBRIS_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// What retirement did for one tenant.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct RetirementReport {
     /// Blocks marked because they are past retention.
     pub blocks_expired: usize,
@@ -103,7 +103,9 @@ pub(crate) async fn retire(
         .filter(|b| {
             b.objects
                 .iter()
-                .map(|o| u64::try_from(o.last_modified.timestamp_nanos_opt().unwrap_or(0)).unwrap_or(0))
+                .map(|o| {
+                    u64::try_from(o.last_modified.timestamp_nanos_opt().unwrap_or(0)).unwrap_or(0)
+                })
                 .max()
                 .is_some_and(|newest| newest < debris_before)
         })

@@ -62,7 +62,11 @@ fn nanos(d: Duration) -> u64 {
 
 /// Plans the jobs over one tenant's live blocks as of `now_unix_nano`,
 /// most recent window first.
-pub fn plan_jobs(live: &[Arc<BlockMeta>], config: &CompactorConfig, now_unix_nano: u64) -> Vec<Job> {
+pub fn plan_jobs(
+    live: &[Arc<BlockMeta>],
+    config: &CompactorConfig,
+    now_unix_nano: u64,
+) -> Vec<Job> {
     let window = nanos(config.window).max(1);
     let active_from = now_unix_nano.saturating_sub(nanos(ACTIVE_PERIOD));
     // Key: (window, level for active windows). Reverse order puts recent
@@ -96,7 +100,8 @@ pub fn plan_jobs(live: &[Arc<BlockMeta>], config: &CompactorConfig, now_unix_nan
                 stripe.clear();
                 (spans, bytes) = (0, 0);
             }
-            if meta.span_count > config.max_job_spans || meta.data_size_bytes > config.max_block_bytes
+            if meta.span_count > config.max_job_spans
+                || meta.data_size_bytes > config.max_block_bytes
             {
                 continue; // already as large as a job may make it
             }

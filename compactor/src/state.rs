@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 use strata_common::catalog::{
-    BlockObjects, CompactedMeta, TenantBlocks, TenantIndex, TENANT_INDEX_VERSION,
+    BlockObjects, CompactedMeta, TENANT_INDEX_VERSION, TenantBlocks, TenantIndex,
     list_block_objects, read_compacted_meta, read_listed_metas,
 };
 use strata_common::{BlockId, BlockMeta, TenantId};
@@ -71,8 +71,10 @@ impl TenantState {
             .iter()
             .filter_map(|id| Some((*id, cache.compacted.get(id)?.clone())))
             .collect();
-        let resolved =
-            TenantBlocks::resolve(candidates.iter().cloned(), compacted.keys().copied().collect());
+        let resolved = TenantBlocks::resolve(
+            candidates.iter().cloned(),
+            compacted.keys().copied().collect(),
+        );
         let mut replaced_by: HashMap<BlockId, BlockId> = HashMap::new();
         for meta in resolved.live.values() {
             for input in &meta.compacted_from {
@@ -81,7 +83,9 @@ impl TenantState {
         }
         let replaced_unmarked = candidates
             .iter()
-            .filter(|m| !resolved.live.contains_key(&m.block_id) && !compacted.contains_key(&m.block_id))
+            .filter(|m| {
+                !resolved.live.contains_key(&m.block_id) && !compacted.contains_key(&m.block_id)
+            })
             .filter_map(|m| Some((Arc::clone(m), *replaced_by.get(&m.block_id)?)))
             .collect();
         // Forget blocks that no longer exist.

@@ -68,17 +68,37 @@ async fn write(store: &Arc<dyn ObjectStore>, tenant: &TenantId, spans: Vec<Span>
 fn rows(batches: &[RecordBatch]) -> Vec<(u8, u8, u64, String)> {
     let mut out = Vec::new();
     for batch in batches {
-        let traces = batch.column_by_name(columns::TRACE_ID).unwrap().as_fixed_size_binary();
-        let spans = batch.column_by_name(columns::SPAN_ID).unwrap().as_fixed_size_binary();
+        let traces = batch
+            .column_by_name(columns::TRACE_ID)
+            .unwrap()
+            .as_fixed_size_binary();
+        let spans = batch
+            .column_by_name(columns::SPAN_ID)
+            .unwrap()
+            .as_fixed_size_binary();
         let starts = batch
             .column_by_name(columns::START_TIME)
             .unwrap()
             .as_primitive::<arrow::datatypes::TimestampNanosecondType>();
-        let attributes = batch.column_by_name(columns::ATTRIBUTES).unwrap().as_list::<i32>();
+        let attributes = batch
+            .column_by_name(columns::ATTRIBUTES)
+            .unwrap()
+            .as_list::<i32>();
         for row in 0..batch.num_rows() {
             let attrs = attributes.value(row);
-            let label = attrs.as_struct().column_by_name("str").unwrap().as_string::<i32>().value(0).to_owned();
-            out.push((traces.value(row)[0], spans.value(row)[0], starts.value(row) as u64, label));
+            let label = attrs
+                .as_struct()
+                .column_by_name("str")
+                .unwrap()
+                .as_string::<i32>()
+                .value(0)
+                .to_owned();
+            out.push((
+                traces.value(row)[0],
+                spans.value(row)[0],
+                starts.value(row) as u64,
+                label,
+            ));
         }
     }
     out
@@ -88,7 +108,10 @@ fn rows(batches: &[RecordBatch]) -> Vec<(u8, u8, u64, String)> {
 async fn small_blocks_become_one_with_fragments_joined_and_duplicates_dropped() {
     let (_dir, store) = local_store();
     let tenant = TenantId::new("acme").unwrap();
-    let base = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
+    let base = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
         - 60_000_000_000;
 
     // Every trace has one span in every block, so each is in 12 fragments.
@@ -133,29 +156,47 @@ async fn small_blocks_become_one_with_fragments_joined_and_duplicates_dropped() 
     assert_eq!(report.merge.duplicates_dropped, 1);
 
     let mut cache = MetaCache::default();
-    let state = TenantState::load(store.as_ref(), &tenant, &mut cache).await.unwrap();
+    let state = TenantState::load(store.as_ref(), &tenant, &mut cache)
+        .await
+        .unwrap();
     assert_eq!(state.live.len(), 1);
-    assert_eq!(state.compacted.len(), BLOCKS + 3, "inputs stay through the grace period");
+    assert_eq!(
+        state.compacted.len(),
+        BLOCKS + 3,
+        "inputs stay through the grace period"
+    );
     let output = state.live.values().next().unwrap();
     assert_eq!(output.compaction_level, 2);
     assert_eq!(output.trace_count, u64::from(TRACES));
     assert_eq!(output.span_count, input_spans - 1);
-    assert_eq!(output.start_time_unix_nano, inputs.iter().map(|m| m.start_time_unix_nano).min().unwrap());
-    assert_eq!(output.end_time_unix_nano, inputs.iter().map(|m| m.end_time_unix_nano).max().unwrap());
+    assert_eq!(
+        output.start_time_unix_nano,
+        inputs.iter().map(|m| m.start_time_unix_nano).min().unwrap()
+    );
+    assert_eq!(
+        output.end_time_unix_nano,
+        inputs.iter().map(|m| m.end_time_unix_nano).max().unwrap()
+    );
     assert!(output.attribute_keys.span.contains("label"));
 
     let batches = read_block(Arc::clone(&store), output).await.unwrap();
     let rows = rows(&batches);
     assert_eq!(rows.len() as u64, input_spans - 1);
     // Sorted by trace, then start: each trace is one contiguous run.
-    assert!(rows.windows(2).all(|w| (w[0].0, w[0].2) <= (w[1].0, w[1].2)));
+    assert!(
+        rows.windows(2)
+            .all(|w| (w[0].0, w[0].2) <= (w[1].0, w[1].2))
+    );
     let mut seen = HashSet::new();
     for (trace, span, start, label) in &rows {
         if label == "changed" {
             assert_eq!((*trace, *span), (9, 2));
             continue;
         }
-        assert!(seen.insert((*trace, *span)), "span {trace}/{span} appears twice");
+        assert!(
+            seen.insert((*trace, *span)),
+            "span {trace}/{span} appears twice"
+        );
         assert_eq!(expected[&(*trace, *span)], (*start, label.clone()));
     }
     assert_eq!(seen.len(), expected.len());
@@ -167,9 +208,15 @@ async fn small_blocks_become_one_with_fragments_joined_and_duplicates_dropped() 
         .unwrap()
         .unwrap();
     assert!(marker.replaced_by.is_some());
-    assert!(read_meta(store.as_ref(), &tenant, inputs[0].block_id).await.unwrap().is_none());
+    assert!(
+        read_meta(store.as_ref(), &tenant, inputs[0].block_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
     let path = paths::tenant_index_path(&tenant);
-    let index = TenantIndex::decode(&get_bytes(store.as_ref(), &path).await.unwrap(), &path).unwrap();
+    let index =
+        TenantIndex::decode(&get_bytes(store.as_ref(), &path).await.unwrap(), &path).unwrap();
     assert_eq!(index.blocks.len(), 1);
     assert_eq!(index.blocks[0].block_id, output.block_id);
     assert_eq!(index.compacted.len(), BLOCKS + 3);
@@ -178,7 +225,9 @@ async fn small_blocks_become_one_with_fragments_joined_and_duplicates_dropped() 
     let later = SystemTime::now() + Duration::from_secs(301);
     let report = compactor.run_once(later).await.unwrap();
     assert_eq!(report.retirement.blocks_deleted, BLOCKS + 3);
-    let state = TenantState::load(store.as_ref(), &tenant, &mut cache).await.unwrap();
+    let state = TenantState::load(store.as_ref(), &tenant, &mut cache)
+        .await
+        .unwrap();
     assert_eq!(state.objects.len(), 1);
     assert!(state.compacted.is_empty());
 }
@@ -189,7 +238,10 @@ async fn a_committed_output_hides_its_inputs_and_the_next_pass_marks_them() {
     // the inputs: readers already ignore the inputs; the next pass marks them.
     let (_dir, store) = local_store();
     let tenant = TenantId::new("acme").unwrap();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
     let input = write(&store, &tenant, vec![span(1, 1, now, "original")]).await;
     let batches = read_block(Arc::clone(&store), &input).await.unwrap();
     let mut writer = StreamingBlockWriter::new(
@@ -207,8 +259,13 @@ async fn a_committed_output_hides_its_inputs_and_the_next_pass_marks_them() {
     let output = writer.finish(vec![input.block_id]).await.unwrap();
 
     let mut cache = MetaCache::default();
-    let state = TenantState::load(store.as_ref(), &tenant, &mut cache).await.unwrap();
-    assert_eq!(state.live.keys().copied().collect::<Vec<_>>(), vec![output.block_id]);
+    let state = TenantState::load(store.as_ref(), &tenant, &mut cache)
+        .await
+        .unwrap();
+    assert_eq!(
+        state.live.keys().copied().collect::<Vec<_>>(),
+        vec![output.block_id]
+    );
     assert_eq!(state.replaced_unmarked.len(), 1);
 
     let compactor = Compactor::new(Arc::clone(&store), CompactorConfig::default());

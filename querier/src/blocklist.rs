@@ -1,36 +1,44 @@
 //! Which blocks exist: an in-memory list refreshed by polling the store.
 //!
-//! Every poll lists tenants and their block prefixes and reads `meta.json`
-//! only for blocks it has not seen, so metadata is fetched once per block.
-//! A prefix without `meta.json` is a block still being uploaded (or the
-//! debris of a failed upload) and is looked at again on the next poll.
+//! A poll reads each tenant's index (`index.json.gz`, written by the
+//! compactor; skipped with `If-None-Match` when unchanged) and lists only
+//! the blocks created since the index was built, reading `meta.json` for
+//! blocks it has not seen. Without an index it lists the whole tenant. A
+//! block replaced by a compacted block (`compacted_from`) or marked
+//! compacted is dropped as soon as the poll sees that, so queries prefer the
+//! replacement; the compactor keeps the old objects for a grace period so a
+//! query already reading them finishes.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
-use object_store::ObjectStore;
-use strata_common::block::{list_block_ids, list_tenants, read_meta};
-use strata_common::{BlockId, BlockMeta, TenantId};
+use object_store::{GetOptions, ObjectStore};
+use strata_common::block::list_tenants;
+use strata_common::catalog::{TenantBlocks, TenantIndex, list_block_objects, read_listed_metas};
+use strata_common::{BlockId, BlockMeta, TenantId, paths};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::error::Result;
 
-/// How many `meta.json` reads a poll runs at once.
-const META_READ_CONCURRENCY: usize = 16;
+/// How far before an index's creation a poll lists blocks itself, to catch
+/// blocks whose upload finished after the index was built though their ID
+/// (their cut time) is older.
+const INDEX_LISTING_SLACK: Duration = Duration::from_secs(3600);
 
-type TenantBlocks = BTreeMap<BlockId, Arc<BlockMeta>>;
+type TenantBlocksMap = BTreeMap<BlockId, Arc<BlockMeta>>;
 
 /// The known committed blocks of every tenant.
 #[derive(Debug)]
 pub struct BlockList {
     store: Arc<dyn ObjectStore>,
-    tenants: RwLock<HashMap<TenantId, TenantBlocks>>,
+    tenants: RwLock<HashMap<TenantId, TenantBlocksMap>>,
     /// When each block announced through [`add`](Self::add) arrived, so a
     /// poll whose listing predates the announcement does not drop it.
     announced: Mutex<HashMap<BlockId, Instant>>,
+    /// The last index read per tenant, with its ETag.
+    indexes: Mutex<HashMap<TenantId, (String, Arc<TenantIndex>)>>,
 }
 
 impl BlockList {
@@ -40,6 +48,7 @@ impl BlockList {
             store,
             tenants: RwLock::new(HashMap::new()),
             announced: Mutex::new(HashMap::new()),
+            indexes: Mutex::new(HashMap::new()),
         }
     }
 
@@ -83,48 +92,16 @@ impl BlockList {
     }
 
     /// Refreshes the list from the store: adds new committed blocks and
-    /// drops blocks whose objects are gone.
+    /// drops blocks that are compacted, replaced or gone.
     pub async fn poll(&self) -> Result<()> {
         let started = Instant::now();
-        let store = self.store.as_ref();
         let mut fresh: HashMap<TenantId, TenantBlocks> = HashMap::new();
-        for tenant in list_tenants(store).await? {
-            let ids = list_block_ids(store, &tenant).await?;
+        for tenant in list_tenants(self.store.as_ref()).await? {
             let known = {
                 let tenants = self.tenants.read().unwrap_or_else(|e| e.into_inner());
                 tenants.get(&tenant).cloned().unwrap_or_default()
             };
-            let mut blocks = TenantBlocks::new();
-            let mut unknown = Vec::new();
-            for id in ids {
-                match known.get(&id) {
-                    Some(meta) => {
-                        blocks.insert(id, Arc::clone(meta));
-                    }
-                    None => unknown.push(id),
-                }
-            }
-            let metas: Vec<Option<BlockMeta>> = futures::stream::iter(unknown)
-                .map(|id| {
-                    let tenant = &tenant;
-                    async move {
-                        match read_meta(store, tenant, id).await {
-                            Ok(meta) => Ok(meta),
-                            Err(e) if e.kind() == strata_common::ErrorKind::Internal => {
-                                // One unreadable block must not hide the others.
-                                warn!(%tenant, block = %id, error = %e, "skipping block with unreadable meta.json");
-                                Ok(None)
-                            }
-                            Err(e) => Err(e),
-                        }
-                    }
-                })
-                .buffer_unordered(META_READ_CONCURRENCY)
-                .try_collect()
-                .await?;
-            for meta in metas.into_iter().flatten() {
-                blocks.insert(meta.block_id, Arc::new(meta));
-            }
+            let blocks = self.poll_tenant(&tenant, known).await?;
             fresh.insert(tenant, blocks);
         }
         let mut announced = self.announced.lock().unwrap_or_else(|e| e.into_inner());
@@ -133,21 +110,118 @@ impl BlockList {
         for (tenant, blocks) in tenants.iter() {
             for (id, meta) in blocks {
                 if announced.contains_key(id) {
-                    fresh
-                        .entry(tenant.clone())
-                        .or_default()
-                        .entry(*id)
-                        .or_insert_with(|| Arc::clone(meta));
+                    let entry = fresh.entry(tenant.clone()).or_default();
+                    if !entry.compacted.contains(id) {
+                        entry.live.entry(*id).or_insert_with(|| Arc::clone(meta));
+                    }
                 }
             }
         }
-        let count: usize = fresh.values().map(BTreeMap::len).sum();
-        *tenants = fresh;
+        let fresh: HashMap<TenantId, TenantBlocks> = fresh;
+        let count: usize = fresh.values().map(|b| b.live.len()).sum();
+        *tenants = fresh.into_iter().map(|(t, b)| (t, b.live)).collect();
         drop(tenants);
         drop(announced);
         metrics::gauge!("strata_querier_blocklist_length").set(count as f64);
         debug!(blocks = count, "block list refreshed");
         Ok(())
+    }
+
+    /// One tenant's live blocks, from its index plus a listing of newer
+    /// blocks, or from a full listing when there is no index.
+    async fn poll_tenant(&self, tenant: &TenantId, known: TenantBlocksMap) -> Result<TenantBlocks> {
+        let store = self.store.as_ref();
+        let mut known: HashMap<BlockId, Arc<BlockMeta>> = known.into_iter().collect();
+        let Some(index) = self.read_index(tenant).await? else {
+            let listing = list_block_objects(store, tenant, None).await?;
+            let candidates = read_listed_metas(store, tenant, &listing, &known).await?;
+            let compacted = listing
+                .values()
+                .filter(|b| b.compacted)
+                .map(|b| b.block_id)
+                .collect();
+            return Ok(TenantBlocks::resolve(candidates, compacted));
+        };
+        let listing =
+            list_block_objects(store, tenant, Some(index.list_after(INDEX_LISTING_SLACK))).await?;
+        let mut compacted: HashSet<BlockId> =
+            index.compacted.iter().map(|c| c.meta.block_id).collect();
+        compacted.extend(listing.values().filter(|b| b.compacted).map(|b| b.block_id));
+        let mut candidates = Vec::with_capacity(index.blocks.len() + listing.len());
+        for meta in &index.blocks {
+            let meta = known
+                .entry(meta.block_id)
+                .or_insert_with(|| Arc::new(meta.clone()));
+            candidates.push(Arc::clone(meta));
+        }
+        let indexed: HashSet<BlockId> = index.blocks.iter().map(|m| m.block_id).collect();
+        candidates.extend(
+            read_listed_metas(store, tenant, &listing, &known)
+                .await?
+                .into_iter()
+                .filter(|m| !indexed.contains(&m.block_id)),
+        );
+        Ok(TenantBlocks::resolve(candidates, compacted))
+    }
+
+    /// The tenant's index, re-read only when its ETag changed; `None` when
+    /// there is none (no compactor has run yet).
+    async fn read_index(&self, tenant: &TenantId) -> Result<Option<Arc<TenantIndex>>> {
+        let path = paths::tenant_index_path(tenant);
+        let cached = self
+            .indexes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tenant)
+            .cloned();
+        let options = GetOptions {
+            if_none_match: cached.as_ref().map(|(etag, _)| etag.clone()),
+            ..GetOptions::default()
+        };
+        let result = match self.store.get_opts(&path, options).await {
+            Ok(result) => result,
+            Err(object_store::Error::NotModified { .. }) => {
+                return Ok(cached.map(|(_, index)| index));
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                self.indexes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(tenant);
+                return Ok(None);
+            }
+            Err(source) => {
+                return Err(strata_common::Error::ObjectStore {
+                    operation: "get",
+                    path,
+                    source,
+                }
+                .into());
+            }
+        };
+        let etag = result.meta.e_tag.clone();
+        let bytes = result
+            .bytes()
+            .await
+            .map_err(|source| strata_common::Error::ObjectStore {
+                operation: "get",
+                path: path.clone(),
+                source,
+            })?;
+        let index = match TenantIndex::decode(&bytes, &path) {
+            Ok(index) => Arc::new(index),
+            Err(error) => {
+                warn!(%tenant, %error, "tenant index unreadable; listing the tenant instead");
+                return Ok(None);
+            }
+        };
+        if let Some(etag) = etag {
+            self.indexes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(tenant.clone(), (etag, Arc::clone(&index)));
+        }
+        Ok(Some(index))
     }
 
     /// Polls every `interval` until `cancel` fires. Errors are logged and

@@ -91,8 +91,25 @@ impl TraceFinder {
         for source in &self.live {
             batches.extend(source.find_trace(tenant, trace_id).await?);
         }
-        let candidates = self.candidate_blocks(tenant, &trace_id, range).await?;
-        let scan = self.scanner.scan_trace(&candidates, &trace_id).await?;
+        let mut candidates = self.candidate_blocks(tenant, &trace_id, range).await?;
+        let mut scan = self.scanner.scan_trace(&candidates, &trace_id).await?;
+        if !scan.failed_blocks.is_empty() {
+            // A block can vanish under a list older than the compactor's
+            // grace period (a querier that could not poll for a while):
+            // refresh the list and, if it changed, read its blocks instead.
+            if let Err(error) = self.blocks.poll().await {
+                warn!(%error, "refreshing the block list after a failed block read");
+            } else {
+                let retry = self.candidate_blocks(tenant, &trace_id, range).await?;
+                let ids = |blocks: &[Arc<BlockMeta>]| {
+                    blocks.iter().map(|m| m.block_id).collect::<HashSet<_>>()
+                };
+                if ids(&retry) != ids(&candidates) {
+                    candidates = retry;
+                    scan = self.scanner.scan_trace(&candidates, &trace_id).await?;
+                }
+            }
+        }
         batches.extend(scan.batches);
         let merged = merge_fragments(&batches)?;
         let span_count = merged.as_ref().map_or(0, RecordBatch::num_rows);

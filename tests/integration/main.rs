@@ -12,6 +12,7 @@
 mod api;
 mod bad_input;
 mod cli;
+mod compaction;
 mod crash;
 mod default_run;
 mod loadgen;

@@ -15,8 +15,8 @@ use object_store::buffered::BufWriter;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::AsyncArrowWriter;
 
-use super::writer::{BlockFacts, is_sorted, now_unix_nano, writer_properties};
 use super::BlockWriteOptions;
+use super::writer::{BlockFacts, is_sorted, now_unix_nano, writer_properties};
 use crate::bloom::BloomBuilder;
 use crate::error::{Error, Result};
 use crate::ids::{BlockId, TenantId, TraceId};
@@ -69,8 +69,9 @@ impl StreamingBlockWriter {
     ) -> Result<Self> {
         let path = paths::data_path(&tenant, block_id);
         let upload = BufWriter::new(Arc::clone(&store), path);
-        let writer = AsyncArrowWriter::try_new(upload, span_schema(), Some(writer_properties(&options)?))
-            .map_err(Error::parquet("creating writer"))?;
+        let writer =
+            AsyncArrowWriter::try_new(upload, span_schema(), Some(writer_properties(&options)?))
+                .map_err(Error::parquet("creating writer"))?;
         let bloom = BloomBuilder::new(
             expected_traces,
             options.bloom_false_positive_rate,

@@ -87,6 +87,11 @@ impl TestStorage {
             .collect()
     }
 
+    /// The store itself, for fixtures written in code.
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.store)
+    }
+
     /// Every object path in the storage.
     pub async fn objects(&self) -> Vec<String> {
         self.store
