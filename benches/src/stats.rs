@@ -65,6 +65,22 @@ pub fn process_cpu(pid: u32) -> Option<Duration> {
     ))
 }
 
+/// CPU time (user + system) used by this process's children that have
+/// exited and been waited for. The difference across one child's wait is
+/// exactly that child's CPU time.
+pub fn reaped_children_cpu() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(Duration::ZERO, |usage| {
+        let user = usage.user_time();
+        let system = usage.system_time();
+        let micros = |t: nix::sys::time::TimeVal| {
+            Duration::from_secs(t.tv_sec().max(0) as u64)
+                + Duration::from_micros(t.tv_usec().max(0) as u64)
+        };
+        micros(user) + micros(system)
+    })
+}
+
 /// Peak resident set size of a process in bytes (`VmHWM`).
 pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

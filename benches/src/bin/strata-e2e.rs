@@ -13,7 +13,10 @@
 //!   restart) and absent IDs, with and without a time range, with the
 //!   object-store requests each made;
 //! - the same lookups over ~1,000 small blocks (a second ingest with a small
-//!   `--block-max-bytes`), the target's "1,000 blocks" case.
+//!   `--block-max-bytes`), the target's "1,000 blocks" case;
+//! - compaction of those blocks with `strata compact --once`: input MB/s per
+//!   CPU second, write amplification, peak RSS, blocks and bytes per span
+//!   before and after, and the same lookups again afterwards.
 //!
 //! Prints JSON (`--json-out`) and appends a Markdown table with the machine,
 //! commit and command to `--markdown` (e.g. `docs/benchmarks.md`).
@@ -78,6 +81,9 @@ struct Args {
     /// Skip measuring the generator's own ceiling against a no-op sink.
     #[arg(long)]
     skip_ceiling: bool,
+    /// Skip compacting the many-blocks store.
+    #[arg(long)]
+    skip_compaction: bool,
     /// First of the four consecutive ports Strata listens on (HTTP, OTLP
     /// gRPC, OTLP HTTP, Zipkin).
     #[arg(long, default_value_t = 13200)]
@@ -123,6 +129,28 @@ struct ManyBlocks {
     block_max_bytes: u64,
     blocks: usize,
     lookup: LookupPair,
+    compaction: Option<Compaction>,
+}
+
+/// One `strata compact --once` over the many-blocks store.
+#[derive(Debug, Clone, Default, Serialize)]
+struct Compaction {
+    /// The command's own report (`--json`).
+    report: serde_json::Value,
+    cpu_seconds: f64,
+    wall_seconds: f64,
+    peak_rss_bytes: u64,
+    /// `data.parquet` bytes read per CPU second, in MB (10^6).
+    input_mb_per_cpu_second: f64,
+    /// Bytes written by every job ÷ bytes of the blocks first compacted.
+    write_amplification: f64,
+    blocks_before: usize,
+    blocks_after: usize,
+    spans_before: u64,
+    spans_after: u64,
+    bytes_per_span_before: f64,
+    bytes_per_span_after: f64,
+    lookup_after: LookupPair,
 }
 
 #[derive(Debug, Serialize)]
@@ -495,13 +523,98 @@ async fn one_run(args: &Args, binary: &Path, dir: &Path, seed: u64) -> Result<Ru
         let server = Server::start(binary, &many_dir, &ports, &extra).await?;
         let lookup = lookups(args, &ports, &ingest.traces, seed).await?;
         server.stop().await?;
+        let compaction = if args.skip_compaction {
+            None
+        } else {
+            Some(compact(args, binary, &many_dir, &ports, &ingest.traces, seed).await?)
+        };
         result.many_blocks = Some(ManyBlocks {
             block_max_bytes: args.many_blocks_max_bytes,
             blocks,
             lookup,
+            compaction,
         });
     }
     Ok(result)
+}
+
+/// Runs `strata compact --once` on the many-blocks store, then a second
+/// pass that deletes the compacted inputs (a grace period of milliseconds,
+/// as if the querier polls had passed), and measures the lookups again.
+async fn compact(
+    args: &Args,
+    binary: &Path,
+    dir: &Path,
+    ports: &Ports,
+    traces: &[SentTrace],
+    seed: u64,
+) -> Result<Compaction, Error> {
+    let data = dir.join("data");
+    let (spans_before, blocks_before, _) = block_stats(&data)?;
+    let bytes_before = dir_size(&data)?;
+    let run_pass = |grace: &'static str| {
+        let cpu_before = stats::reaped_children_cpu();
+        let started = Instant::now();
+        let mut child = Command::new(binary)
+            .args(["compact", "--once", "--json", "--storage"])
+            .arg(&data)
+            .args(["--blocklist-poll", "1ms", "--deletion-delay", grace])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting {} compact: {e}", binary.display()))?;
+        let pid = child.id();
+        let mut rss = 0;
+        let stdout = child.stdout.take();
+        let reader = std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut out) = stdout {
+                use std::io::Read;
+                out.read_to_string(&mut text).ok();
+            }
+            text
+        });
+        let status = loop {
+            rss = stats::peak_rss_bytes(pid).unwrap_or(rss);
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let wall = started.elapsed();
+        let cpu = stats::reaped_children_cpu().saturating_sub(cpu_before);
+        let text = reader.join().map_err(|_| "reading compact output")?;
+        if !status.success() {
+            return Err::<_, Error>(format!("strata compact exited with {status}").into());
+        }
+        let report: serde_json::Value = serde_json::from_str(&text)?;
+        Ok((report, cpu, wall, rss))
+    };
+    let (report, cpu, wall, rss) = run_pass("1h")?;
+    // Everything marked is past a 2 ms grace period by now.
+    run_pass("2ms")?;
+    let (spans_after, blocks_after, _) = block_stats(&data)?;
+    let bytes_after = dir_size(&data)?;
+    let bytes_read = report["bytes_read"].as_f64().unwrap_or(0.0);
+    let bytes_written = report["bytes_written"].as_f64().unwrap_or(0.0);
+    let server = Server::start(binary, dir, ports, &[]).await?;
+    let lookup_after = lookups(args, ports, traces, seed).await?;
+    server.stop().await?;
+    Ok(Compaction {
+        cpu_seconds: cpu.as_secs_f64(),
+        wall_seconds: wall.as_secs_f64(),
+        peak_rss_bytes: rss,
+        input_mb_per_cpu_second: bytes_read / 1e6 / cpu.as_secs_f64().max(1e-9),
+        write_amplification: bytes_written / bytes_before.max(1) as f64,
+        blocks_before,
+        blocks_after,
+        spans_before,
+        spans_after,
+        bytes_per_span_before: bytes_before as f64 / spans_before.max(1) as f64,
+        bytes_per_span_after: bytes_after as f64 / spans_after.max(1) as f64,
+        report,
+        lookup_after,
+    })
 }
 
 async fn lookups(
@@ -819,9 +932,85 @@ fn markdown(report: &Report) -> String {
             &|r| many(r).lookup.no_range.absent.p50_ms,
         );
     }
+    if runs
+        .iter()
+        .all(|r| r.many_blocks.as_ref().is_some_and(|m| m.compaction.is_some()))
+    {
+        let compaction = |r: &RunResult| {
+            r.many_blocks
+                .as_ref()
+                .and_then(|m| m.compaction.clone())
+                .unwrap_or_default()
+        };
+        row("compaction: blocks before", "", 0, "", &|r| {
+            compaction(r).blocks_before as f64
+        });
+        row("compaction: blocks after", "", 0, "few", &|r| {
+            compaction(r).blocks_after as f64
+        });
+        row("compaction: spans after ÷ before", "", 4, "1", &|r| {
+            let c = compaction(r);
+            c.spans_after as f64 / c.spans_before.max(1) as f64
+        });
+        row("compaction: input MB/s per CPU second", "MB/s", 1, "", &|r| {
+            compaction(r).input_mb_per_cpu_second
+        });
+        row("compaction: CPU seconds", "s", 1, "", &|r| {
+            compaction(r).cpu_seconds
+        });
+        row("compaction: peak RSS", "MiB", 0, "", &|r| {
+            compaction(r).peak_rss_bytes as f64 / 1_048_576.0
+        });
+        row(
+            "compaction: write amplification (bytes written ÷ bytes before)",
+            "×",
+            2,
+            "",
+            &|r| compaction(r).write_amplification,
+        );
+        row("at rest before compaction", "B/span", 1, "", &|r| {
+            compaction(r).bytes_per_span_before
+        });
+        row("at rest after compaction", "B/span", 1, "", &|r| {
+            compaction(r).bytes_per_span_after
+        });
+        row(
+            "trace-by-ID after compaction, no time range, p50",
+            "ms",
+            1,
+            "≤ 10 ms",
+            &|r| compaction(r).lookup_after.no_range.found.p50_ms,
+        );
+        row(
+            "trace-by-ID after compaction, no time range, p99",
+            "ms",
+            1,
+            "",
+            &|r| compaction(r).lookup_after.no_range.found.p99_ms,
+        );
+        row(
+            "trace-by-ID after compaction, store GETs per lookup",
+            "",
+            1,
+            "",
+            &|r| {
+                compaction(r)
+                    .lookup_after
+                    .no_range
+                    .store_requests_per_found
+                    .unwrap_or(f64::NAN)
+            },
+        );
+        row(
+            "trace-by-ID after compaction, absent ID, p50",
+            "ms",
+            2,
+            "",
+            &|r| compaction(r).lookup_after.no_range.absent.p50_ms,
+        );
+    }
     out.push_str("| TraceQL search mix | not built yet | | |\n");
     out.push_str("| SQL mix | not built yet | | |\n");
-    out.push_str("| storage after compaction | not built yet | | |\n");
     if let Some(ceiling) = &report.generator_ceiling {
         out.push_str(&format!(
             "\nGenerator ceiling against a no-op sink, same settings: {:.0} spans/s.\n",
