@@ -331,6 +331,11 @@ pub(crate) struct Settings {
     #[arg(skip)]
     pub(crate) tenant_retention: Option<HashMap<String, String>>,
 
+    /// Merge blocks; with false the compactor still applies retention,
+    /// deletes retired blocks and writes the tenant index [default: true].
+    #[arg(long, global = true, env = "STRATA_COMPACTION_ENABLED", value_name = "BOOL")]
+    pub(crate) compaction_enabled: Option<bool>,
+
     /// Blocks are compacted within time windows of this length [default: 1h].
     #[arg(long, global = true, env = "STRATA_COMPACTION_WINDOW", value_name = "DURATION", value_parser = parse_duration)]
     #[serde(with = "humantime_serde")]
@@ -492,6 +497,7 @@ impl Settings {
             compaction_interval,
             deletion_delay,
             tenant_retention,
+            compaction_enabled,
             compaction_window,
             compaction_max_input_blocks,
             compaction_max_job_spans,
@@ -586,6 +592,7 @@ impl Settings {
         }
         Ok(strata_compactor::CompactorConfig {
             interval: self.compaction_interval.unwrap_or(defaults.interval),
+            merge: self.compaction_enabled.unwrap_or(defaults.merge),
             retention: self.retention.unwrap_or(defaults.retention),
             tenant_retention,
             deletion_delay,

@@ -34,6 +34,13 @@ use crate::config::{Cli, Config, LogFormat};
 use crate::error::{Error, Result};
 use crate::server::{ProcessState, bind, process_routes, serve_http};
 
+/// jemalloc rather than glibc malloc: a compaction merge frees on its own
+/// thread buffers that object-store reads allocated on others, and glibc's
+/// per-thread arenas then hold on to that memory (a `compact --once` over
+/// 1,000 blocks grew to 4 GB RSS with glibc, against ~200 MB with one arena).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let (config, command) = match Cli::parse().into_config() {
         Ok(parsed) => parsed,

@@ -107,7 +107,13 @@ async fn run_leased(
                 })));
             }
             None => {
-                if let Some(objects) = block_objects(store.as_ref(), tenant, dead.output).await? {
+                // Only an uncommitted prefix is debris: a dead job's output
+                // that was committed and has since been compacted is a
+                // block like any other.
+                if let Some(objects) = block_objects(store.as_ref(), tenant, dead.output).await?
+                    && !objects.committed
+                    && !objects.compacted
+                {
                     warn!(%tenant, output = %dead.output, owner = %dead.owner, "removing the partial output of a compactor that died");
                     delete_block_objects(store.as_ref(), &objects).await?;
                 }

@@ -47,6 +47,9 @@ use crate::job::JobOutcome;
 pub struct CompactorConfig {
     /// Time between passes.
     pub interval: Duration,
+    /// Whether passes merge blocks; retention, deletion and the tenant index
+    /// run either way.
+    pub merge: bool,
     /// Blocks whose newest span is older than this are retired.
     pub retention: Duration,
     /// Per-tenant retention overriding [`retention`](Self::retention).
@@ -74,6 +77,7 @@ impl Default for CompactorConfig {
     fn default() -> Self {
         Self {
             interval: Duration::from_secs(300),
+            merge: true,
             retention: Duration::from_secs(14 * 24 * 3600),
             tenant_retention: HashMap::new(),
             deletion_delay: Duration::from_secs(300),
@@ -199,7 +203,7 @@ impl Compactor {
         for _ in 0..MAX_ROUNDS {
             let live: Vec<_> = state.live.values().cloned().collect();
             let jobs = plan_jobs(&live, &self.config, now_nanos);
-            if jobs.is_empty() || self.cancel.is_cancelled() {
+            if !self.config.merge || jobs.is_empty() || self.cancel.is_cancelled() {
                 break;
             }
             let mut progressed = false;

@@ -39,6 +39,9 @@ pub struct BlockList {
     announced: Mutex<HashMap<BlockId, Instant>>,
     /// The last index read per tenant, with its ETag.
     indexes: Mutex<HashMap<TenantId, (String, Arc<TenantIndex>)>>,
+    /// Held while polling: two overlapping polls could otherwise finish in
+    /// the wrong order and put back an older view.
+    polling: tokio::sync::Mutex<()>,
 }
 
 impl BlockList {
@@ -49,6 +52,7 @@ impl BlockList {
             tenants: RwLock::new(HashMap::new()),
             announced: Mutex::new(HashMap::new()),
             indexes: Mutex::new(HashMap::new()),
+            polling: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -94,6 +98,7 @@ impl BlockList {
     /// Refreshes the list from the store: adds new committed blocks and
     /// drops blocks that are compacted, replaced or gone.
     pub async fn poll(&self) -> Result<()> {
+        let _polling = self.polling.lock().await;
         let started = Instant::now();
         let mut fresh: HashMap<TenantId, TenantBlocks> = HashMap::new();
         for tenant in list_tenants(self.store.as_ref()).await? {

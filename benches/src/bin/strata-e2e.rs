@@ -227,6 +227,9 @@ impl Server {
                 &format!("127.0.0.1:{}", ports.otlp_http),
             ])
             .args(["--zipkin-addr", &format!("127.0.0.1:{}", ports.zipkin)])
+            // Compaction is measured on its own (`strata compact --once`);
+            // a background pass would compete with the phase being measured.
+            .args(["--compaction-enabled", "false"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(log)
