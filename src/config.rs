@@ -333,7 +333,12 @@ pub(crate) struct Settings {
 
     /// Merge blocks; with false the compactor still applies retention,
     /// deletes retired blocks and writes the tenant index [default: true].
-    #[arg(long, global = true, env = "STRATA_COMPACTION_ENABLED", value_name = "BOOL")]
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_COMPACTION_ENABLED",
+        value_name = "BOOL"
+    )]
     pub(crate) compaction_enabled: Option<bool>,
 
     /// Blocks are compacted within time windows of this length [default: 1h].
@@ -784,6 +789,25 @@ mod tests {
             ..Settings::default()
         };
         assert!(rate.resolve().is_err());
+        // Compacted blocks must outlive two block-list polls.
+        let grace = Settings {
+            blocklist_poll: Some(Duration::from_secs(60)),
+            deletion_delay: Some(Duration::from_secs(90)),
+            ..Settings::default()
+        };
+        let error = grace.resolve().unwrap_err().to_string();
+        assert!(error.contains("deletion_delay"), "{error}");
+        let retention: Settings =
+            serde_yaml_ng::from_str("tenant_retention:\n  team-a: 30d\n").unwrap();
+        let config = retention.resolve().unwrap();
+        assert_eq!(
+            config
+                .compactor
+                .retention_for(&TenantId::new("team-a").unwrap()),
+            Duration::from_secs(30 * 24 * 3600)
+        );
+        let bad: Settings = serde_yaml_ng::from_str("tenant_retention:\n  team-a: soon\n").unwrap();
+        assert!(bad.resolve().is_err());
     }
 
     #[test]

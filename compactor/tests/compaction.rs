@@ -277,3 +277,31 @@ async fn a_committed_output_hides_its_inputs_and_the_next_pass_marks_them() {
         .unwrap();
     assert_eq!(marker.replaced_by, Some(output.block_id));
 }
+
+#[tokio::test]
+async fn with_merging_off_a_pass_only_indexes() {
+    let (_dir, store) = local_store();
+    let tenant = TenantId::new("acme").unwrap();
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    for trace in 1..=3 {
+        write(&store, &tenant, vec![span(trace, 1, now, "original")]).await;
+    }
+    let compactor = Compactor::new(
+        Arc::clone(&store),
+        CompactorConfig {
+            merge: false,
+            ..CompactorConfig::default()
+        },
+    );
+    let report = compactor.run_once(SystemTime::now()).await.unwrap();
+    assert_eq!(report.jobs_run, 0);
+    assert_eq!(report.live_blocks, 3);
+    assert_eq!(report.outstanding_blocks, 3, "the three could be merged");
+    let path = paths::tenant_index_path(&tenant);
+    let index =
+        TenantIndex::decode(&get_bytes(store.as_ref(), &path).await.unwrap(), &path).unwrap();
+    assert_eq!(index.blocks.len(), 3);
+}

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use object_store::{GetOptions, ObjectStore};
 use strata_common::block::list_tenants;
-use strata_common::catalog::{TenantBlocks, TenantIndex, list_block_objects, read_listed_metas};
+use strata_common::catalog::{
+    TENANT_INDEX_VERSION, TenantBlocks, TenantIndex, list_block_objects, read_listed_metas,
+};
 use strata_common::{BlockId, BlockMeta, TenantId, paths};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -214,6 +216,10 @@ impl BlockList {
                 source,
             })?;
         let index = match TenantIndex::decode(&bytes, &path) {
+            Ok(index) if index.version > TENANT_INDEX_VERSION => {
+                warn!(%tenant, version = index.version, "tenant index from a newer Strata; listing the tenant instead");
+                return Ok(None);
+            }
             Ok(index) => Arc::new(index),
             Err(error) => {
                 warn!(%tenant, %error, "tenant index unreadable; listing the tenant instead");

@@ -353,7 +353,10 @@ async fn two_compactors_and_a_kill_lose_and_duplicate_nothing_while_queries_run(
             ..CompactorConfig::default()
         };
         let live: Vec<_> = state.live.values().cloned().collect();
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
         let done = plan_jobs(&live, &settings, now).is_empty();
         if done && leases == 0 && inputs_retired && state.compacted.is_empty() {
             break;

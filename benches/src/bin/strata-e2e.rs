@@ -935,10 +935,11 @@ fn markdown(report: &Report) -> String {
             &|r| many(r).lookup.no_range.absent.p50_ms,
         );
     }
-    if runs
-        .iter()
-        .all(|r| r.many_blocks.as_ref().is_some_and(|m| m.compaction.is_some()))
-    {
+    if runs.iter().all(|r| {
+        r.many_blocks
+            .as_ref()
+            .is_some_and(|m| m.compaction.is_some())
+    }) {
         let compaction = |r: &RunResult| {
             r.many_blocks
                 .as_ref()
@@ -955,9 +956,13 @@ fn markdown(report: &Report) -> String {
             let c = compaction(r);
             c.spans_after as f64 / c.spans_before.max(1) as f64
         });
-        row("compaction: input MB/s per CPU second", "MB/s", 1, "", &|r| {
-            compaction(r).input_mb_per_cpu_second
-        });
+        row(
+            "compaction: input MB/s per CPU second",
+            "MB/s",
+            1,
+            "",
+            &|r| compaction(r).input_mb_per_cpu_second,
+        );
         row("compaction: CPU seconds", "s", 1, "", &|r| {
             compaction(r).cpu_seconds
         });
