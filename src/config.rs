@@ -610,10 +610,10 @@ impl Settings {
                 .compaction_max_block_bytes
                 .map_or(defaults.max_block_bytes, |b| b.as_u64()),
             lease_ttl: self.compaction_lease_ttl.unwrap_or(defaults.lease_ttl),
-            block: BlockWriteOptions {
+            block: strata_compactor::compacted_block_options(BlockWriteOptions {
                 bloom_false_positive_rate,
                 ..BlockWriteOptions::default()
-            },
+            }),
         })
     }
 
