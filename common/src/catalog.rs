@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::ids::{BlockId, TenantId};
 use crate::meta::BlockMeta;
 use crate::paths;
-use crate::storage::get_if_exists;
+use crate::storage::{delete_if_exists, get_if_exists};
 
 /// How many metadata reads run at once.
 const META_READ_CONCURRENCY: usize = 16;
@@ -198,11 +198,7 @@ pub async fn mark_compacted(store: &dyn ObjectStore, marker: &CompactedMeta) -> 
         .put(&path, PutPayload::from(json))
         .await
         .map_err(Error::object_store("put", &path))?;
-    let meta_path = paths::meta_path(&meta.tenant, meta.block_id);
-    match store.delete(&meta_path).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(source) => Err(Error::object_store("delete", &meta_path)(source)),
-    }
+    delete_if_exists(store, &paths::meta_path(&meta.tenant, meta.block_id)).await
 }
 
 /// Removes every object of a block, `meta.compacted.json` last so an
@@ -213,10 +209,7 @@ pub async fn delete_block_objects(store: &dyn ObjectStore, block: &BlockObjects)
         .iter()
         .partition(|o| o.location.filename() == Some(paths::COMPACTED_META_FILE));
     for object in first.into_iter().chain(last) {
-        match store.delete(&object.location).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(source) => return Err(Error::object_store("delete", &object.location)(source)),
-        }
+        delete_if_exists(store, &object.location).await?;
     }
     Ok(())
 }

@@ -139,7 +139,9 @@ impl Error {
         move |source| Self::Parquet { context, source }
     }
 
-    pub(crate) fn object_store(
+    /// Maps an object-store error to [`Error::ObjectStore`] with what we were
+    /// doing and where.
+    pub fn object_store(
         operation: &'static str,
         path: &Path,
     ) -> impl FnOnce(object_store::Error) -> Self {

@@ -96,7 +96,7 @@ async fn run_leased(
         match read_meta(store.as_ref(), tenant, dead.output).await? {
             Some(output) => {
                 warn!(%tenant, output = %dead.output, owner = %dead.owner, "finishing a committed job whose compactor died");
-                mark_inputs(store.as_ref(), &output, now()).await?;
+                finish_dead_job(store.as_ref(), &output).await?;
                 return Ok(JobOutcome::Done(Box::new(JobDone {
                     bytes_read: 0,
                     bytes_written: 0,
@@ -127,7 +127,7 @@ async fn run_leased(
         match store.as_ref().head(&path).await {
             Ok(_) => {}
             Err(object_store::Error::NotFound { .. }) => return Ok(JobOutcome::Stale),
-            Err(e) => return Err(crate::error::store_error("head", &path)(e)),
+            Err(e) => return Err(strata_common::Error::object_store("head", &path)(e).into()),
         }
     }
 
@@ -153,7 +153,13 @@ async fn run_leased(
     }
     let inputs: Vec<BlockId> = job.inputs.iter().map(|m| m.block_id).collect();
     let output = writer.finish(inputs).await?;
-    mark_inputs(store.as_ref(), &output, now()).await?;
+    // The inputs' metas are in hand: no need to read them back.
+    mark_replaced(
+        store.as_ref(),
+        job.inputs.iter().map(|m| &**m),
+        output.block_id,
+    )
+    .await?;
     let bytes_read = job.data_bytes();
     let bytes_written = output.data_size_bytes + output.bloom_size_bytes;
     info!(
@@ -179,27 +185,31 @@ async fn run_leased(
     })))
 }
 
-fn now() -> u64 {
-    unix_nano(SystemTime::now())
+/// Marks the inputs of a dead owner's committed block `output` compacted,
+/// reading each one's `meta.json` (one already marked has none).
+async fn finish_dead_job(store: &dyn ObjectStore, output: &BlockMeta) -> Result<()> {
+    let mut inputs = Vec::new();
+    for input in &output.compacted_from {
+        inputs.extend(read_meta(store, &output.tenant, *input).await?);
+    }
+    mark_replaced(store, &inputs, output.block_id).await
 }
 
-/// Marks every input of the committed block `output` compacted.
-async fn mark_inputs(
+/// Marks `inputs` compacted, replaced by `output`.
+async fn mark_replaced<'a>(
     store: &dyn ObjectStore,
-    output: &BlockMeta,
-    now_unix_nano: u64,
+    inputs: impl IntoIterator<Item = &'a BlockMeta>,
+    output: BlockId,
 ) -> Result<()> {
-    for input in &output.compacted_from {
-        let Some(meta) = read_meta(store, &output.tenant, *input).await? else {
-            continue; // already marked
-        };
+    let now_unix_nano = unix_nano(SystemTime::now());
+    for meta in inputs {
         mark_compacted(
             store,
             &CompactedMeta {
                 compacted_at_unix_nano: now_unix_nano,
                 reason: RetireReason::Compaction,
-                replaced_by: Some(output.block_id),
-                meta,
+                replaced_by: Some(output),
+                meta: meta.clone(),
             },
         )
         .await?;

@@ -15,13 +15,13 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::TryStreamExt;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
-use strata_common::storage::get_if_exists;
+use strata_common::catalog::block_objects;
+use strata_common::storage::{delete_if_exists, get_if_exists};
 use strata_common::{BlockId, TenantId, paths};
 
-use crate::error::{Error, Result, store_error};
+use crate::error::{Error, Result};
 
 /// Contents of a lease object.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,25 +67,15 @@ async fn list_leases(
     tenant: &TenantId,
     block: BlockId,
 ) -> Result<Vec<(u64, ObjectMeta)>> {
-    let prefix = paths::block_prefix(tenant, block);
-    let objects: Vec<ObjectMeta> = store
-        .list(Some(&prefix))
-        .try_collect()
-        .await
-        .map_err(store_error("list", &prefix))?;
-    let mut leases: Vec<(u64, ObjectMeta)> = objects
-        .into_iter()
-        .filter_map(|o| Some((paths::lease_epoch(o.location.filename()?)?, o)))
-        .collect();
-    leases.sort_by_key(|(epoch, _)| *epoch);
-    Ok(leases)
-}
-
-async fn delete_quietly(store: &dyn ObjectStore, path: &object_store::path::Path) -> Result<()> {
-    match store.delete(path).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(store_error("delete", path)(e)),
-    }
+    let objects = block_objects(store, tenant, block).await?;
+    Ok(objects
+        .map(|b| {
+            b.leases()
+                .into_iter()
+                .map(|(epoch, o)| (epoch, o.clone()))
+                .collect()
+        })
+        .unwrap_or_default())
 }
 
 impl JobLease {
@@ -145,7 +135,7 @@ impl JobLease {
         {
             Ok(_) => {}
             Err(object_store::Error::AlreadyExists { .. }) => return Ok(false),
-            Err(e) => return Err(store_error("put", &path)(e)),
+            Err(e) => return Err(strata_common::Error::object_store("put", &path)(e).into()),
         }
         self.held.push((block, epoch));
         // Whoever created second sees the first: back off if anyone else
@@ -169,7 +159,7 @@ impl JobLease {
                     }
                 }
             }
-            delete_quietly(store, &object.location).await?;
+            delete_if_exists(store, &object.location).await?;
         }
         Ok(true)
     }
@@ -187,7 +177,7 @@ impl JobLease {
             store
                 .put(&path, PutPayload::from(self.body.clone()))
                 .await
-                .map_err(store_error("put", &path))?;
+                .map_err(strata_common::Error::object_store("put", &path))?;
         }
         self.renewed = SystemTime::now();
         Ok(())
@@ -212,7 +202,7 @@ impl JobLease {
     /// Deletes the leases.
     pub(crate) async fn release(self, store: &dyn ObjectStore) -> Result<()> {
         for (block, epoch) in &self.held {
-            delete_quietly(store, &paths::lease_path(&self.tenant, *block, *epoch)).await?;
+            delete_if_exists(store, &paths::lease_path(&self.tenant, *block, *epoch)).await?;
         }
         Ok(())
     }

@@ -45,6 +45,13 @@ fn span(trace: u8, span: u8, start: u64, label: &str) -> Span {
     }
 }
 
+fn now_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
 fn local_store() -> (tempfile::TempDir, Arc<dyn ObjectStore>) {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap());
@@ -108,11 +115,7 @@ fn rows(batches: &[RecordBatch]) -> Vec<(u8, u8, u64, String)> {
 async fn small_blocks_become_one_with_fragments_joined_and_duplicates_dropped() {
     let (_dir, store) = local_store();
     let tenant = TenantId::new("acme").unwrap();
-    let base = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        - 60_000_000_000;
+    let base = now_nanos() - 60_000_000_000;
 
     // Every trace has one span in every block, so each is in 12 fragments.
     let mut expected = BTreeMap::new();
@@ -238,10 +241,7 @@ async fn a_committed_output_hides_its_inputs_and_the_next_pass_marks_them() {
     // the inputs: readers already ignore the inputs; the next pass marks them.
     let (_dir, store) = local_store();
     let tenant = TenantId::new("acme").unwrap();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
+    let now = now_nanos();
     let input = write(&store, &tenant, vec![span(1, 1, now, "original")]).await;
     let batches = read_block(Arc::clone(&store), &input).await.unwrap();
     let mut writer = StreamingBlockWriter::new(
@@ -282,10 +282,7 @@ async fn a_committed_output_hides_its_inputs_and_the_next_pass_marks_them() {
 async fn with_merging_off_a_pass_only_indexes() {
     let (_dir, store) = local_store();
     let tenant = TenantId::new("acme").unwrap();
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
+    let now = now_nanos();
     for trace in 1..=3 {
         write(&store, &tenant, vec![span(trace, 1, now, "original")]).await;
     }

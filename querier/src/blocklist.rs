@@ -198,23 +198,14 @@ impl BlockList {
                 return Ok(None);
             }
             Err(source) => {
-                return Err(strata_common::Error::ObjectStore {
-                    operation: "get",
-                    path,
-                    source,
-                }
-                .into());
+                return Err(strata_common::Error::object_store("get", &path)(source).into());
             }
         };
         let etag = result.meta.e_tag.clone();
         let bytes = result
             .bytes()
             .await
-            .map_err(|source| strata_common::Error::ObjectStore {
-                operation: "get",
-                path: path.clone(),
-                source,
-            })?;
+            .map_err(strata_common::Error::object_store("get", &path))?;
         let index = match TenantIndex::decode(&bytes, &path) {
             Ok(index) if index.version > TENANT_INDEX_VERSION => {
                 warn!(%tenant, version = index.version, "tenant index from a newer Strata; listing the tenant instead");

@@ -176,6 +176,14 @@ pub async fn get_if_exists(store: &dyn ObjectStore, path: &Path) -> Result<Optio
     }
 }
 
+/// Deletes an object; one that is already gone is not an error.
+pub async fn delete_if_exists(store: &dyn ObjectStore, path: &Path) -> Result<()> {
+    match store.delete(path).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(source) => Err(Error::object_store("delete", path)(source)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
