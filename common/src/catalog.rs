@@ -240,6 +240,15 @@ impl TenantBlocks {
         let live = candidates
             .into_iter()
             .filter(|m| !compacted.contains(&m.block_id))
+            // A block from a newer Strata (e.g. listed in an index a newer
+            // compactor wrote) is left alone: neither read nor compacted.
+            .filter(|m| match m.check_readable() {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::warn!(tenant = %m.tenant, %error, "ignoring a block this build cannot read");
+                    false
+                }
+            })
             .map(|m| (m.block_id, m))
             .collect();
         Self { live, compacted }

@@ -80,6 +80,15 @@ pub enum Error {
         message: String,
     },
 
+    /// A block this build cannot read (a newer format version, or not ours).
+    #[error("block {block}: {message}")]
+    UnsupportedFormat {
+        /// The block.
+        block: crate::ids::BlockId,
+        /// Why, and what to do.
+        message: String,
+    },
+
     /// A storage URL or other configuration value is unusable.
     #[error("configuration: {message}")]
     Config {
@@ -107,6 +116,7 @@ impl Error {
             | Self::Parquet { .. }
             | Self::Arrow { .. }
             | Self::Corrupt { .. }
+            | Self::UnsupportedFormat { .. }
             | Self::Task(_) => ErrorKind::Internal,
         }
     }

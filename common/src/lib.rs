@@ -6,7 +6,8 @@
 //!
 //! - [`ids`]: `TraceId`, `SpanId`, `BlockId`, `TenantId`.
 //! - [`schema`]: the Arrow schema of a span row, shared by the live buffer,
-//!   blocks and queries.
+//!   blocks and queries; [`layout`]: how a block stores it (structure and
+//!   dedicated attribute columns).
 //! - [`convert`]: OTLP ⇄ Arrow, lossless.
 //! - [`block`]: writing and reading blocks (`data.parquet`, `bloom-N`,
 //!   `meta.json`), with [`bloom`], [`meta`] and [`paths`].
@@ -20,6 +21,7 @@ pub mod catalog;
 pub mod convert;
 mod error;
 pub mod ids;
+pub mod layout;
 pub mod live;
 pub mod meta;
 pub mod paths;

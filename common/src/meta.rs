@@ -5,13 +5,23 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::bloom::BloomParams;
+use crate::error::{Error, Result};
 use crate::ids::{BlockId, TenantId, TraceId};
+use crate::layout::{BlockLayout, DedicatedColumn};
+use crate::paths;
 
 /// Name of the block format written to `meta.json`.
 pub const FORMAT_NAME: &str = "strata-parquet";
 /// Current block format version. Bump when the Parquet schema or the bloom
 /// scheme changes in a way older readers cannot handle.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// - 1: span rows, bloom shards.
+/// - 2: adds the structure and dedicated columns to the span rows, the
+///   trace table (`traces.parquet`) and the attribute summary
+///   (`summary.json.gz`).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest version this build reads.
+pub const MIN_FORMAT_VERSION: u32 = 1;
 
 /// Everything a querier or compactor needs to know about a block without
 /// opening its data. Unknown fields are ignored on read so that newer writers
@@ -62,9 +72,63 @@ pub struct BlockMeta {
     /// dies between the two steps never makes a span appear twice.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub compacted_from: Vec<BlockId>,
+    /// The block's dedicated attribute columns (version 2), chosen when it
+    /// was written; see [`crate::layout`].
+    #[serde(default)]
+    pub dedicated_columns: Vec<DedicatedColumn>,
+    /// Size of `traces.parquet` in bytes (version 2).
+    #[serde(default)]
+    pub trace_table_size_bytes: u64,
+    /// Size of `summary.json.gz` in bytes (version 2).
+    #[serde(default)]
+    pub summary_size_bytes: u64,
 }
 
 impl BlockMeta {
+    /// Checks that this build can read the block: the format is ours and
+    /// its version is not newer than [`FORMAT_VERSION`].
+    pub fn check_readable(&self) -> Result<()> {
+        if self.format != FORMAT_NAME {
+            return Err(Error::UnsupportedFormat {
+                block: self.block_id,
+                message: format!("unknown block format {:?}", self.format),
+            });
+        }
+        if !(MIN_FORMAT_VERSION..=FORMAT_VERSION).contains(&self.format_version) {
+            return Err(Error::UnsupportedFormat {
+                block: self.block_id,
+                message: format!(
+                    "block format version {} is not readable by this Strata, which reads versions {MIN_FORMAT_VERSION} to {FORMAT_VERSION}; upgrade Strata",
+                    self.format_version
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// How `data.parquet` is laid out.
+    pub fn layout(&self) -> BlockLayout {
+        BlockLayout::new(self.format_version, self.dedicated_columns.clone())
+    }
+
+    /// Whether the block has a trace table and a summary (version 2).
+    pub fn has_trace_table(&self) -> bool {
+        self.format_version >= 2
+    }
+
+    /// The block's objects other than `meta.json`, in the order they are
+    /// written: data, bloom shards, then (version 2) the trace table and the
+    /// summary. `meta.json` follows them all: it commits the block.
+    pub fn object_names(&self) -> Vec<String> {
+        let mut names = vec![paths::DATA_FILE.to_owned()];
+        names.extend((0..self.bloom.shard_count).map(|s| format!("{}{s}", paths::BLOOM_FILE_PREFIX)));
+        if self.has_trace_table() {
+            names.push(paths::TRACES_FILE.to_owned());
+            names.push(paths::SUMMARY_FILE.to_owned());
+        }
+        names
+    }
+
     /// Whether the block's time range overlaps `[start, end]` (nanoseconds,
     /// inclusive).
     pub fn overlaps(&self, start_unix_nano: u64, end_unix_nano: u64) -> bool {

@@ -4,6 +4,8 @@
 //! <tenant>/index.json.gz                   (the tenant index: live and compacted metas)
 //! <tenant>/<block-id>/data.parquet
 //! <tenant>/<block-id>/bloom-<shard>
+//! <tenant>/<block-id>/traces.parquet        (format 2: one row per trace)
+//! <tenant>/<block-id>/summary.json.gz       (format 2: attribute keys and values)
 //! <tenant>/<block-id>/meta.json            (written last: the block's commit point)
 //! <tenant>/<block-id>/meta.compacted.json  (retired: meta.json removed, objects removed later)
 //! <tenant>/<block-id>/lease-<epoch>.json   (a compactor's claim on the block)
@@ -21,6 +23,10 @@ pub const DATA_FILE: &str = "data.parquet";
 /// removed) when the block is compacted away or past retention; the block's
 /// objects are removed after the grace period.
 pub const COMPACTED_META_FILE: &str = "meta.compacted.json";
+/// File name of a block's trace table (format version 2).
+pub const TRACES_FILE: &str = "traces.parquet";
+/// File name of a block's attribute summary (format version 2).
+pub const SUMMARY_FILE: &str = "summary.json.gz";
 /// File name prefix of a block's bloom filter shards.
 pub const BLOOM_FILE_PREFIX: &str = "bloom-";
 /// File name prefix of a block's lease objects.
@@ -51,6 +57,21 @@ pub fn meta_path(tenant: &TenantId, block: BlockId) -> Path {
 /// `<tenant>/<block>/data.parquet`
 pub fn data_path(tenant: &TenantId, block: BlockId) -> Path {
     block_prefix(tenant, block).join(DATA_FILE)
+}
+
+/// `<tenant>/<block>/<name>`, for any of a block's objects.
+pub fn block_object_path(tenant: &TenantId, block: BlockId, name: &str) -> Path {
+    block_prefix(tenant, block).join(name)
+}
+
+/// `<tenant>/<block>/traces.parquet`
+pub fn traces_path(tenant: &TenantId, block: BlockId) -> Path {
+    block_prefix(tenant, block).join(TRACES_FILE)
+}
+
+/// `<tenant>/<block>/summary.json.gz`
+pub fn summary_path(tenant: &TenantId, block: BlockId) -> Path {
+    block_prefix(tenant, block).join(SUMMARY_FILE)
 }
 
 /// `<tenant>/<block>/meta.compacted.json`

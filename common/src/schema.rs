@@ -120,6 +120,10 @@ pub enum AttributeType {
     StringTableIndex = 8,
     /// The `KeyValue` has no `AnyValue` at all (as opposed to an empty one).
     Absent = 9,
+    /// Stored blocks only (format version 2): the value is in the block's
+    /// dedicated column for this key (see [`crate::layout`]); the entry
+    /// keeps the key and its position.
+    Dedicated = 10,
 }
 
 impl AttributeType {
@@ -136,6 +140,7 @@ impl AttributeType {
             7 => Self::KeyValueList,
             8 => Self::StringTableIndex,
             9 => Self::Absent,
+            10 => Self::Dedicated,
             _ => return None,
         })
     }

@@ -248,5 +248,8 @@ pub fn meta_for_tests(
         },
         attribute_keys: crate::meta::AttributeKeys::default(),
         compacted_from: Vec::new(),
+        dedicated_columns: Vec::new(),
+        trace_table_size_bytes: 10,
+        summary_size_bytes: 10,
     }
 }

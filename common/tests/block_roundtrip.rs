@@ -56,10 +56,21 @@ fn any_value() -> impl Strategy<Value = any_value::Value> {
     })
 }
 
+/// Random keys, and well-known keys that get dedicated columns (with values
+/// of their conventional type or not, repeated or not).
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z._]{0,10}",
+        Just("http.route".to_owned()),
+        Just("http.response.status_code".to_owned()),
+        Just("k8s.pod.name".to_owned()),
+    ]
+}
+
 fn attributes() -> impl Strategy<Value = Vec<KeyValue>> {
     prop::collection::vec(
         (
-            "[a-z._]{0,10}",
+            key(),
             proptest::option::of(proptest::option::of(any_value())),
         )
             .prop_map(|(key, value)| KeyValue {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use object_store::{ObjectStore, ObjectStoreExt};
-use strata_common::block::{StreamingBlockWriter, read_meta};
+use strata_common::block::{StreamingBlockWriter, dedicated_for_merge, read_meta};
 use strata_common::catalog::{
     CompactedMeta, RetireReason, block_objects, delete_block_objects, mark_compacted,
 };
@@ -131,12 +131,14 @@ async fn run_leased(
         }
     }
 
+    let dedicated = dedicated_for_merge(store.as_ref(), &job.inputs).await?;
     let mut writer = StreamingBlockWriter::new(
         Arc::clone(&store),
         tenant.clone(),
         output_id,
         job.output_level(),
         usize::try_from(job.trace_count()).unwrap_or(usize::MAX),
+        dedicated,
         config.block.clone(),
     )?;
     let stats = match merge_into(Arc::clone(&store), &job.inputs, &mut writer, lease).await {
@@ -161,7 +163,10 @@ async fn run_leased(
     )
     .await?;
     let bytes_read = job.data_bytes();
-    let bytes_written = output.data_size_bytes + output.bloom_size_bytes;
+    let bytes_written = output.data_size_bytes
+        + output.bloom_size_bytes
+        + output.trace_table_size_bytes
+        + output.summary_size_bytes;
     info!(
         %tenant,
         output = %output.block_id,

@@ -91,13 +91,7 @@ async fn next_batch(stream: &mut BlockSpanStream) -> Result<Option<RecordBatch>>
             None => return Ok(None),
             Some(Ok(batch)) if batch.num_rows() == 0 => continue,
             Some(Ok(batch)) => return Ok(Some(batch)),
-            Some(Err(e)) => {
-                return Err(strata_common::Error::Parquet {
-                    context: "reading an input block".into(),
-                    source: e,
-                }
-                .into());
-            }
+            Some(Err(e)) => return Err(e.into()),
         }
     }
 }

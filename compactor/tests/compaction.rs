@@ -250,6 +250,7 @@ async fn a_committed_output_hides_its_inputs_and_the_next_pass_marks_them() {
         strata_common::BlockId::new_v7(),
         1,
         1,
+        Vec::new(),
         BlockWriteOptions::default(),
     )
     .unwrap();

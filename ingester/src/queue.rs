@@ -1,7 +1,7 @@
 //! Blocks cut by this ingester, on local disk until uploaded.
 //!
 //! A cut block is first written here, in the object-store layout
-//! (`<tenant>/<block>/data.parquet`, `bloom-N`, `meta.json` last) and
+//! (`<tenant>/<block>/data.parquet`, `bloom-N`, ..., `meta.json` last) and
 //! fsynced; from then on the write-ahead log no longer needs its spans and
 //! memory is freed. The upload loop copies queued blocks to the object store
 //! and removes them once committed there. While the object store is down the
@@ -143,17 +143,13 @@ impl BlockQueue {
         self.dir.join(tenant.as_str()).join(block.to_string())
     }
 
-    /// Writes a block durably (blocking I/O): data, blooms, then `meta.json`.
+    /// Writes a block durably (blocking I/O): its objects, then `meta.json`.
     pub(crate) fn add(&self, block: &EncodedBlock) -> Result<()> {
         let meta = &block.meta;
         let dir = self.block_dir(&meta.tenant, meta.block_id);
         fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
-        write_durably(&dir.join(paths::DATA_FILE), &block.data)?;
-        for (shard, bytes) in block.bloom_shards.iter().enumerate() {
-            write_durably(
-                &dir.join(format!("{}{shard}", paths::BLOOM_FILE_PREFIX)),
-                bytes,
-            )?;
+        for (name, bytes) in &block.objects {
+            write_durably(&dir.join(name), bytes)?;
         }
         let json = serde_json::to_vec_pretty(meta)
             .map_err(|e| strata_common::Error::corrupt(format!("encoding block meta: {e}")))?;
@@ -162,13 +158,7 @@ impl BlockQueue {
         if let Some(parent) = dir.parent() {
             sync_dir(parent)?;
         }
-        let bytes = block.data.len() as u64
-            + block
-                .bloom_shards
-                .iter()
-                .map(|b| b.len() as u64)
-                .sum::<u64>()
-            + json.len() as u64;
+        let bytes = block.size_bytes() + json.len() as u64;
         self.lock().insert(
             (meta.tenant.clone(), meta.block_id),
             Queued {
@@ -204,14 +194,14 @@ impl BlockQueue {
                 .map(Bytes::from)
                 .map_err(io(format!("reading {}", path.display())))
         };
-        let data = read(paths::DATA_FILE.to_owned())?;
-        let bloom_shards = (0..meta.bloom.shard_count)
-            .map(|shard| read(format!("{}{shard}", paths::BLOOM_FILE_PREFIX)))
+        let objects = meta
+            .object_names()
+            .into_iter()
+            .map(|name| read(name.clone()).map(|bytes| (name, bytes)))
             .collect::<Result<Vec<_>>>()?;
         Ok(EncodedBlock {
             meta: meta.clone(),
-            data,
-            bloom_shards,
+            objects,
         })
     }
 

@@ -94,6 +94,8 @@ impl BlockScanner {
         blocks: &[Arc<BlockMeta>],
         trace_id: &TraceId,
     ) -> Result<ScanOutput> {
+        // The canonical columns lead every layout's schema, so one
+        // predicate serves blocks of any version.
         let schema = span_schema();
         let predicate: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(
             col(columns::TRACE_ID, &schema)?,
@@ -134,7 +136,8 @@ impl BlockScanner {
         meta: &BlockMeta,
         predicate: Arc<dyn PhysicalExpr>,
     ) -> Result<BlockScan> {
-        let source = ParquetSource::new(span_schema())
+        let layout = meta.layout();
+        let source = ParquetSource::new(layout.stored_schema())
             .with_predicate(Arc::clone(&predicate))
             .with_pushdown_filters(true)
             .with_enable_page_index(true)
@@ -150,7 +153,11 @@ impl BlockScanner {
         // results even where the reader could only prune by statistics.
         let plan: Arc<dyn ExecutionPlan> =
             Arc::new(FilterExec::try_new(predicate, Arc::clone(&scan))?);
-        let batches = collect(plan, self.ctx.task_ctx()).await?;
+        let batches = collect(plan, self.ctx.task_ctx())
+            .await?
+            .iter()
+            .map(|batch| strata_common::block::to_canonical(batch, &layout))
+            .collect::<strata_common::Result<Vec<_>>>()?;
         let bytes_scanned = scan
             .metrics()
             .and_then(|m| m.sum_by_name("bytes_scanned"))

@@ -1,7 +1,8 @@
 //! Finding blocks and reading them whole.
 //!
 //! The querier reads selectively through DataFusion; these helpers serve the
-//! compactor, tools and tests, which need every row of a block.
+//! compactor, tools and tests, which need every row of a block. Span rows
+//! come back in the canonical form whatever the block's format version.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -10,7 +11,8 @@ use arrow::array::{FixedSizeBinaryArray, RecordBatch, Scalar};
 use arrow::compute::kernels::cmp::eq;
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use futures::{FutureExt, TryStreamExt};
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::arrow_reader::{ArrowPredicateFn, ArrowReaderOptions, RowFilter};
@@ -19,9 +21,13 @@ use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::errors::ParquetError;
 use parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
 
+use super::stored::to_canonical;
+use super::summary::BlockSummary;
+use super::traces::TraceTable;
 use crate::error::{Error, Result};
 use crate::ids::{BlockId, TenantId, TraceId};
-use crate::meta::{BlockMeta, FORMAT_NAME};
+use crate::layout::BlockLayout;
+use crate::meta::BlockMeta;
 use crate::paths;
 use crate::storage::get_if_exists;
 
@@ -72,35 +78,59 @@ pub async fn read_meta(
         path: path.clone(),
         source,
     })?;
-    if meta.format != FORMAT_NAME {
-        return Err(Error::corrupt(format!(
-            "{path}: unknown block format {:?}",
-            meta.format
-        )));
-    }
+    meta.check_readable()?;
     Ok(Some(meta))
 }
 
-/// Reads every span row of a block.
-pub async fn read_block(store: Arc<dyn ObjectStore>, meta: &BlockMeta) -> Result<Vec<RecordBatch>> {
-    let (reader, path) = BlockDataReader::open(store, meta);
-    let stream = ParquetRecordBatchStreamBuilder::new(reader)
+/// Reads a version-2 block's trace table (`traces.parquet`).
+pub async fn read_trace_table(store: &dyn ObjectStore, meta: &BlockMeta) -> Result<TraceTable> {
+    if !meta.has_trace_table() {
+        return Err(Error::invalid_input(format!(
+            "block {} (format version {}) has no trace table",
+            meta.block_id, meta.format_version
+        )));
+    }
+    let path = paths::traces_path(&meta.tenant, meta.block_id);
+    let bytes = store
+        .get(&path)
         .await
-        .map_err(Error::parquet(format!("opening {path}")))?
-        .build()
-        .map_err(Error::parquet(format!("reading {path}")))?;
-    stream
-        .try_collect()
+        .map_err(Error::object_store("get", &path))?
+        .bytes()
         .await
-        .map_err(Error::parquet(format!("reading {path}")))
+        .map_err(Error::object_store("get", &path))?;
+    TraceTable::decode(bytes)
 }
 
-/// A block's span rows as a stream of batches, in the block's order (trace
-/// ID, then start time). Holds one row group's column chunks at a time.
-pub type BlockSpanStream =
-    parquet::arrow::async_reader::ParquetRecordBatchStream<Box<dyn AsyncFileReader>>;
+/// Reads a version-2 block's attribute summary (`summary.json.gz`).
+pub async fn read_summary(store: &dyn ObjectStore, meta: &BlockMeta) -> Result<BlockSummary> {
+    if !meta.has_trace_table() {
+        return Err(Error::invalid_input(format!(
+            "block {} (format version {}) has no summary",
+            meta.block_id, meta.format_version
+        )));
+    }
+    let path = paths::summary_path(&meta.tenant, meta.block_id);
+    let bytes = store
+        .get(&path)
+        .await
+        .map_err(Error::object_store("get", &path))?
+        .bytes()
+        .await
+        .map_err(Error::object_store("get", &path))?;
+    BlockSummary::decode(&bytes)
+}
 
-/// Streams every span row of a block, `batch_rows` rows per batch.
+/// Reads every span row of a block, canonical.
+pub async fn read_block(store: Arc<dyn ObjectStore>, meta: &BlockMeta) -> Result<Vec<RecordBatch>> {
+    stream_block(store, meta, 8 * 1024).await?.try_collect().await
+}
+
+/// A block's canonical span rows as a stream of batches, in the block's
+/// order (trace ID, then start time). Holds one row group's column chunks
+/// at a time.
+pub type BlockSpanStream = BoxStream<'static, Result<RecordBatch>>;
+
+/// Streams every span row of a block, canonical, `batch_rows` rows per batch.
 pub async fn stream_block(
     store: Arc<dyn ObjectStore>,
     meta: &BlockMeta,
@@ -108,12 +138,27 @@ pub async fn stream_block(
 ) -> Result<BlockSpanStream> {
     let (reader, path) = BlockDataReader::open(store, meta);
     let reader: Box<dyn AsyncFileReader> = Box::new(reader);
-    ParquetRecordBatchStreamBuilder::new(reader)
+    let layout = meta.layout();
+    let stream = ParquetRecordBatchStreamBuilder::new(reader)
         .await
         .map_err(Error::parquet(format!("opening {path}")))?
         .with_batch_size(batch_rows.max(1))
         .build()
-        .map_err(Error::parquet(format!("reading {path}")))
+        .map_err(Error::parquet(format!("reading {path}")))?;
+    Ok(stream
+        .map(move |batch| {
+            let batch = batch.map_err(Error::parquet(format!("reading {path}")))?;
+            canonical(&batch, &layout)
+        })
+        .boxed())
+}
+
+fn canonical(batch: &RecordBatch, layout: &BlockLayout) -> Result<RecordBatch> {
+    if layout.has_structure() {
+        to_canonical(batch, layout)
+    } else {
+        Ok(batch.clone())
+    }
 }
 
 /// Reads the spans of one trace from a block. Row groups whose trace-ID
@@ -159,10 +204,12 @@ pub async fn read_trace(
         .with_row_filter(RowFilter::new(vec![Box::new(predicate)]))
         .build()
         .map_err(Error::parquet(format!("reading {path}")))?;
-    stream
+    let batches: Vec<RecordBatch> = stream
         .try_collect()
         .await
-        .map_err(Error::parquet(format!("reading {path}")))
+        .map_err(Error::parquet(format!("reading {path}")))?;
+    let layout = meta.layout();
+    batches.iter().map(|b| canonical(b, &layout)).collect()
 }
 
 /// Reads a block's `data.parquet` whose size and footer length are known

@@ -4,8 +4,13 @@
 //! which suits the ingester (its spans are in memory already) but not a
 //! merge of several large blocks. This writer keeps one open row group
 //! (encoded) and streams closed ones to the object store as a multipart
-//! upload; the bloom filter is built as trace IDs go by. The commit order is
-//! the same: data, bloom shards, then `meta.json`.
+//! upload; the bloom filter, trace table and summary are built as traces go
+//! by. The commit order is the same: data, bloom shards, trace table,
+//! summary, then `meta.json`.
+//!
+//! The dedicated columns must be known before the first row (they are part
+//! of the Parquet schema): the compactor chooses them from its inputs'
+//! summaries.
 
 use std::sync::Arc;
 
@@ -16,13 +21,16 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::AsyncArrowWriter;
 
 use super::BlockWriteOptions;
-use super::writer::{BlockFacts, is_sorted, now_unix_nano, writer_properties};
+use super::stored::to_stored;
+use super::summary::SummaryBuilder;
+use super::traces::{TraceEntry, derive, encode_trace_table};
+use super::writer::{BlockFacts, is_sorted, now_unix_nano, put_meta, writer_properties};
 use crate::bloom::BloomBuilder;
 use crate::error::{Error, Result};
 use crate::ids::{BlockId, TenantId, TraceId};
+use crate::layout::{BlockLayout, DedicatedColumn};
 use crate::meta::{AttributeKeys, BlockMeta, FORMAT_NAME, FORMAT_VERSION};
 use crate::paths;
-use crate::schema::span_schema;
 
 /// Writes one block from batches of whole traces in ascending trace-ID order.
 ///
@@ -44,6 +52,9 @@ pub struct StreamingBlockWriter {
     start_time_unix_nano: u64,
     end_time_unix_nano: u64,
     attribute_keys: AttributeKeys,
+    layout: BlockLayout,
+    traces: Vec<TraceEntry>,
+    summary: SummaryBuilder,
 }
 
 impl std::fmt::Debug for StreamingBlockWriter {
@@ -57,21 +68,27 @@ impl std::fmt::Debug for StreamingBlockWriter {
 }
 
 impl StreamingBlockWriter {
-    /// Starts block `block_id`; `expected_traces` bounds the number of
-    /// distinct trace IDs (it sizes the bloom filter).
+    /// Starts block `block_id` with the given dedicated columns;
+    /// `expected_traces` bounds the number of distinct trace IDs (it sizes
+    /// the bloom filter).
     pub fn new(
         store: Arc<dyn ObjectStore>,
         tenant: TenantId,
         block_id: BlockId,
         compaction_level: u32,
         expected_traces: usize,
+        dedicated: Vec<DedicatedColumn>,
         options: BlockWriteOptions,
     ) -> Result<Self> {
         let path = paths::data_path(&tenant, block_id);
         let upload = BufWriter::new(Arc::clone(&store), path);
-        let writer =
-            AsyncArrowWriter::try_new(upload, span_schema(), Some(writer_properties(&options)?))
-                .map_err(Error::parquet("creating writer"))?;
+        let layout = BlockLayout::current(dedicated);
+        let writer = AsyncArrowWriter::try_new(
+            upload,
+            layout.stored_schema(),
+            Some(writer_properties(&options)?),
+        )
+        .map_err(Error::parquet("creating writer"))?;
         let bloom = BloomBuilder::new(
             expected_traces,
             options.bloom_false_positive_rate,
@@ -92,6 +109,9 @@ impl StreamingBlockWriter {
             start_time_unix_nano: u64::MAX,
             end_time_unix_nano: 0,
             attribute_keys: AttributeKeys::default(),
+            layout,
+            traces: Vec::new(),
+            summary: SummaryBuilder::new(),
         })
     }
 
@@ -105,9 +125,9 @@ impl StreamingBlockWriter {
         self.span_count
     }
 
-    /// Appends whole traces, sorted by trace ID then start time, every trace
-    /// ID greater than those already written. Encoding is CPU work: call
-    /// from a blocking context.
+    /// Appends whole traces in the canonical form, sorted by trace ID then
+    /// start time, every trace ID greater than those already written.
+    /// Encoding is CPU work: call from a blocking context.
     pub async fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         if batch.num_rows() == 0 {
             return Ok(());
@@ -133,13 +153,19 @@ impl StreamingBlockWriter {
         self.first_trace.get_or_insert(*first);
         self.last_trace = Some(*last);
         self.trace_count += facts.trace_ids.len() as u64;
-        self.span_count += batch.num_rows() as u64;
         self.start_time_unix_nano = self.start_time_unix_nano.min(facts.start_time_unix_nano);
         self.end_time_unix_nano = self.end_time_unix_nano.max(facts.end_time_unix_nano);
         self.attribute_keys.merge(&facts.attribute_keys);
 
+        let derived = derive(batch, self.span_count)?;
+        self.summary.add_batch(batch)?;
+        self.summary.add_traces(&derived.traces);
+        self.traces.extend(derived.traces);
+        let stored = to_stored(batch, derived.structure, &self.layout)?;
+        self.span_count += batch.num_rows() as u64;
+
         self.writer
-            .write(batch)
+            .write(&stored)
             .await
             .map_err(Error::parquet("writing spans"))?;
         // Writes end at trace boundaries, so closing a row group here keeps
@@ -188,6 +214,18 @@ impl StreamingBlockWriter {
                 .await
                 .map_err(Error::object_store("put", &path))?;
         }
+        let trace_table = encode_trace_table(&self.traces)?;
+        let summary = self.summary.finish().encode()?;
+        for (name, bytes) in [
+            (paths::TRACES_FILE, trace_table.clone()),
+            (paths::SUMMARY_FILE, summary.clone()),
+        ] {
+            let path = paths::block_object_path(&self.tenant, self.block_id, name);
+            self.store
+                .put(&path, PutPayload::from_bytes(bytes))
+                .await
+                .map_err(Error::object_store("put", &path))?;
+        }
         let meta = BlockMeta {
             format: FORMAT_NAME.to_owned(),
             format_version: FORMAT_VERSION,
@@ -208,17 +246,11 @@ impl StreamingBlockWriter {
             bloom,
             attribute_keys: self.attribute_keys,
             compacted_from,
+            dedicated_columns: self.layout.dedicated,
+            trace_table_size_bytes: trace_table.len() as u64,
+            summary_size_bytes: summary.len() as u64,
         };
-        let meta_path = paths::meta_path(&meta.tenant, meta.block_id);
-        let json = serde_json::to_vec_pretty(&meta).map_err(|source| Error::Json {
-            what: "block meta",
-            path: meta_path.clone(),
-            source,
-        })?;
-        self.store
-            .put(&meta_path, PutPayload::from(json))
-            .await
-            .map_err(Error::object_store("put", &meta_path))?;
+        put_meta(self.store.as_ref(), &meta).await?;
         Ok(meta)
     }
 

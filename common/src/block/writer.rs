@@ -18,9 +18,13 @@ use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use super::stored::to_stored;
+use super::summary::SummaryBuilder;
+use super::traces::{derive, encode_trace_table};
 use crate::bloom::build_shards;
 use crate::error::{Error, Result};
 use crate::ids::{BlockId, TenantId, TraceId};
+use crate::layout::{BlockLayout, choose_dedicated};
 use crate::meta::{AttributeKeys, BlockMeta, FORMAT_NAME, FORMAT_VERSION};
 use crate::paths;
 use crate::schema::{columns, span_schema};
@@ -65,10 +69,16 @@ impl Default for BlockWriteOptions {
 pub struct EncodedBlock {
     /// The metadata that will be written last.
     pub meta: BlockMeta,
-    /// `data.parquet`.
-    pub data: Bytes,
-    /// `bloom-0`, `bloom-1`, ...
-    pub bloom_shards: Vec<Bytes>,
+    /// Every other object, named as in [`BlockMeta::object_names`] and in
+    /// that order: data, bloom shards, trace table, summary.
+    pub objects: Vec<(String, Bytes)>,
+}
+
+impl EncodedBlock {
+    /// Bytes of all objects but `meta.json`.
+    pub fn size_bytes(&self) -> u64 {
+        self.objects.iter().map(|(_, b)| b.len() as u64).sum()
+    }
 }
 
 /// Sorts span rows by trace ID then start time and encodes them as a block.
@@ -97,7 +107,19 @@ pub fn encode_block(
     };
     let facts = BlockFacts::collect(&batch)?;
 
-    let (data, row_group_count) = encode_parquet(&batch, &facts.trace_starts, options)?;
+    // Format 2: structure and trace facts, the summary, and the dedicated
+    // columns the summary suggests.
+    let derived = derive(&batch, 0)?;
+    let mut summary = SummaryBuilder::new();
+    summary.add_batch(&batch)?;
+    summary.add_traces(&derived.traces);
+    let summary = summary.finish();
+    let layout = BlockLayout::current(choose_dedicated(&summary.key_counts(), rows as u64));
+    let stored = to_stored(&batch, derived.structure, &layout)?;
+    drop(batch);
+
+    let (data, row_group_count) = encode_parquet(&stored, &facts.trace_starts, options)?;
+    drop(stored);
     let footer_size_bytes = footer_size(&data)?;
 
     let (bloom, bloom_shards) = build_shards(
@@ -106,6 +128,8 @@ pub fn encode_block(
         options.bloom_shard_max_bytes,
     )?;
     let bloom_size_bytes = bloom_shards.iter().map(|s| s.len() as u64).sum();
+    let trace_table = encode_trace_table(&derived.traces)?;
+    let summary = summary.encode()?;
 
     let meta = BlockMeta {
         format: FORMAT_NAME.to_owned(),
@@ -124,7 +148,7 @@ pub fn encode_block(
             .last()
             .map(TraceId::to_hex)
             .unwrap_or_default(),
-        span_count: batch.num_rows() as u64,
+        span_count: rows as u64,
         trace_count: facts.trace_ids.len() as u64,
         row_group_count,
         data_size_bytes: data.len() as u64,
@@ -135,33 +159,44 @@ pub fn encode_block(
         bloom,
         attribute_keys: facts.attribute_keys,
         compacted_from: Vec::new(),
+        dedicated_columns: layout.dedicated,
+        trace_table_size_bytes: trace_table.len() as u64,
+        summary_size_bytes: summary.len() as u64,
     };
-    Ok(EncodedBlock {
-        meta,
-        data: Bytes::from(data),
-        bloom_shards: bloom_shards.into_iter().map(Bytes::from).collect(),
-    })
+    let mut objects = vec![(paths::DATA_FILE.to_owned(), Bytes::from(data))];
+    objects.extend(
+        bloom_shards
+            .into_iter()
+            .enumerate()
+            .map(|(shard, bytes)| (format!("{}{shard}", paths::BLOOM_FILE_PREFIX), Bytes::from(bytes))),
+    );
+    objects.push((paths::TRACES_FILE.to_owned(), trace_table));
+    objects.push((paths::SUMMARY_FILE.to_owned(), summary));
+    debug_assert_eq!(
+        objects.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+        meta.object_names()
+    );
+    Ok(EncodedBlock { meta, objects })
 }
 
-/// Uploads an encoded block: data, then bloom shards, then `meta.json`.
+/// Uploads an encoded block: its objects in order, then `meta.json`.
 ///
 /// A crash or store outage part-way leaves objects without a `meta.json`,
 /// which readers never see; retrying writes the same block ID again.
 pub async fn upload_block(store: &dyn ObjectStore, block: &EncodedBlock) -> Result<()> {
     let meta = &block.meta;
-    let data_path = paths::data_path(&meta.tenant, meta.block_id);
-    store
-        .put(&data_path, PutPayload::from_bytes(block.data.clone()))
-        .await
-        .map_err(Error::object_store("put", &data_path))?;
-    for (shard, bytes) in block.bloom_shards.iter().enumerate() {
-        let shard = u32::try_from(shard).unwrap_or(u32::MAX);
-        let path = paths::bloom_path(&meta.tenant, meta.block_id, shard);
+    for (name, bytes) in &block.objects {
+        let path = paths::block_object_path(&meta.tenant, meta.block_id, name);
         store
             .put(&path, PutPayload::from_bytes(bytes.clone()))
             .await
             .map_err(Error::object_store("put", &path))?;
     }
+    put_meta(store, meta).await
+}
+
+/// Writes `meta.json`, the commit point of every block writer.
+pub(super) async fn put_meta(store: &dyn ObjectStore, meta: &BlockMeta) -> Result<()> {
     let meta_path = paths::meta_path(&meta.tenant, meta.block_id);
     let json = serde_json::to_vec_pretty(meta).map_err(|source| Error::Json {
         what: "block meta",

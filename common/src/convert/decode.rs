@@ -277,6 +277,12 @@ impl<'a> AttributeReader<'a> {
                 });
             }
             AttributeType::Empty => None,
+            AttributeType::Dedicated => {
+                return Err(Error::corrupt(format!(
+                    "attribute {:?} refers to a dedicated column: convert stored rows to the canonical form first",
+                    self.key.value(i)
+                )));
+            }
             AttributeType::String => Some(any_value::Value::StringValue(
                 self.str
                     .is_valid(i)
