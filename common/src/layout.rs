@@ -52,7 +52,12 @@ pub mod structure {
     pub const ROOT_PARENT: i32 = -1;
 
     /// All four, in schema order.
-    pub const ALL: [&str; 4] = [NESTED_SET_LEFT, NESTED_SET_RIGHT, NESTED_SET_PARENT, CHILD_COUNT];
+    pub const ALL: [&str; 4] = [
+        NESTED_SET_LEFT,
+        NESTED_SET_RIGHT,
+        NESTED_SET_PARENT,
+        CHILD_COUNT,
+    ];
 }
 
 /// Where an attribute lives.
@@ -288,7 +293,9 @@ pub fn choose_dedicated(
             .filter(|((s, key), _)| {
                 *s == scope
                     && key.as_str() != crate::convert::SERVICE_NAME_KEY
-                    && !WELL_KNOWN.iter().any(|(ws, wk, _)| *ws == scope && wk == key)
+                    && !WELL_KNOWN
+                        .iter()
+                        .any(|(ws, wk, _)| *ws == scope && wk == key)
             })
             .filter_map(|((_, key), c)| {
                 let total = c.total();
@@ -379,7 +386,9 @@ impl BlockLayout {
 mod tests {
     use super::*;
 
-    fn counts(entries: &[(AttrScope, &str, DedicatedType, u64)]) -> HashMap<(AttrScope, String), KeyCounts> {
+    fn counts(
+        entries: &[(AttrScope, &str, DedicatedType, u64)],
+    ) -> HashMap<(AttrScope, String), KeyCounts> {
         let mut out: HashMap<(AttrScope, String), KeyCounts> = HashMap::new();
         for (scope, key, ty, n) in entries {
             *out.entry((*scope, (*key).to_owned()))
@@ -411,7 +420,8 @@ mod tests {
             ]),
             1000,
         );
-        let names: Vec<std::string::String> = chosen.iter().map(DedicatedColumn::column_name).collect();
+        let names: Vec<std::string::String> =
+            chosen.iter().map(DedicatedColumn::column_name).collect();
         assert_eq!(
             names,
             [

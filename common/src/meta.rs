@@ -121,7 +121,9 @@ impl BlockMeta {
     /// summary. `meta.json` follows them all: it commits the block.
     pub fn object_names(&self) -> Vec<String> {
         let mut names = vec![paths::DATA_FILE.to_owned()];
-        names.extend((0..self.bloom.shard_count).map(|s| format!("{}{s}", paths::BLOOM_FILE_PREFIX)));
+        names.extend(
+            (0..self.bloom.shard_count).map(|s| format!("{}{s}", paths::BLOOM_FILE_PREFIX)),
+        );
         if self.has_trace_table() {
             names.push(paths::TRACES_FILE.to_owned());
             names.push(paths::SUMMARY_FILE.to_owned());

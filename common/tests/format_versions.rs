@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::UInt8Type;
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
+use object_store::{ObjectStore, ObjectStoreExt};
 use strata_common::block::{
     BlockWriteOptions, encode_block, read_block, read_meta, read_summary, read_trace_table,
     upload_block,
@@ -117,8 +117,8 @@ async fn version_2_blocks_round_trip_and_carry_the_new_objects() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let meta = write_fixture_as_v2(&store).await;
     assert_eq!(meta.format_version, 2);
-    let read = batches_to_resource_spans(&read_block(Arc::clone(&store), &meta).await.unwrap())
-        .unwrap();
+    let read =
+        batches_to_resource_spans(&read_block(Arc::clone(&store), &meta).await.unwrap()).unwrap();
     assert_eq!(flatten(&read), flatten(&fixture_request().resource_spans));
 
     // Well-known keys present get their columns, with their conventional type.
@@ -135,11 +135,18 @@ async fn version_2_blocks_round_trip_and_carry_the_new_objects() {
         "resource.k8s.pod.name",
         "resource.deployment.environment",
     ] {
-        assert!(columns.iter().any(|c| c == expected), "{expected} in {columns:?}");
+        assert!(
+            columns.iter().any(|c| c == expected),
+            "{expected} in {columns:?}"
+        );
     }
-    assert!(meta.dedicated_columns.iter().any(|d| d.scope == AttrScope::Span
-        && d.key == "http.response.status_code"
-        && d.ty == DedicatedType::Int));
+    assert!(
+        meta.dedicated_columns
+            .iter()
+            .any(|d| d.scope == AttrScope::Span
+                && d.key == "http.response.status_code"
+                && d.ty == DedicatedType::Int)
+    );
 
     // The stored rows: values moved into the columns, markers in the lists.
     let path = strata_common::paths::data_path(&meta.tenant, meta.block_id);
@@ -150,7 +157,10 @@ async fn version_2_blocks_round_trip_and_carry_the_new_objects() {
         .unwrap();
     let stored: Vec<_> = reader.map(Result::unwrap).collect();
     let stored = &stored[0];
-    let routes = stored.column_by_name("span.http.route").unwrap().as_string::<i32>();
+    let routes = stored
+        .column_by_name("span.http.route")
+        .unwrap()
+        .as_string::<i32>();
     assert_eq!(routes.iter().flatten().collect::<Vec<_>>(), ["/api/orders"]);
     let types = stored
         .column_by_name("attributes")

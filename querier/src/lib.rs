@@ -18,6 +18,7 @@ mod error;
 mod tempo_json;
 pub mod tempopb;
 mod trace_by_id;
+pub mod traceql;
 
 use std::sync::Arc;
 use std::time::Duration;

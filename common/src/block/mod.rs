@@ -10,8 +10,8 @@ pub mod traces;
 mod writer;
 
 pub use reader::{
-    BlockSpanStream, list_block_ids, list_tenants, read_block, read_meta, read_summary,
-    read_trace, read_trace_table, stream_block,
+    BlockSpanStream, list_block_ids, list_tenants, read_block, read_meta, read_summary, read_trace,
+    read_trace_table, stream_block,
 };
 pub use stored::{to_canonical, to_stored};
 pub use stream_writer::StreamingBlockWriter;

@@ -122,7 +122,10 @@ pub async fn read_summary(store: &dyn ObjectStore, meta: &BlockMeta) -> Result<B
 
 /// Reads every span row of a block, canonical.
 pub async fn read_block(store: Arc<dyn ObjectStore>, meta: &BlockMeta) -> Result<Vec<RecordBatch>> {
-    stream_block(store, meta, 8 * 1024).await?.try_collect().await
+    stream_block(store, meta, 8 * 1024)
+        .await?
+        .try_collect()
+        .await
 }
 
 /// A block's canonical span rows as a stream of batches, in the block's

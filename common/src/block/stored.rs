@@ -106,9 +106,11 @@ pub fn to_canonical(batch: &RecordBatch, layout: &BlockLayout) -> Result<RecordB
             .map_err(Error::arrow("finding an attribute column"))?;
         let mut values = Vec::with_capacity(scoped.len());
         for (_, column) in &scoped {
-            values.push(batch.column_by_name(&column.column_name()).ok_or_else(|| {
-                Error::corrupt(format!("stored span rows lack column {column}"))
-            })?);
+            values.push(
+                batch.column_by_name(&column.column_name()).ok_or_else(|| {
+                    Error::corrupt(format!("stored span rows lack column {column}"))
+                })?,
+            );
         }
         let list = columns[index].as_list::<i32>();
         if let Some(restored) = move_back(list, &scoped, &values)? {
@@ -196,10 +198,14 @@ impl ColumnBuilder {
         }
         match self {
             Self::String(b) => b.append_value(child.as_string::<i32>().value(i)),
-            Self::Int(b) => b.append_value(child.as_primitive::<arrow::datatypes::Int64Type>().value(i)),
-            Self::Double(b) => {
-                b.append_value(child.as_primitive::<arrow::datatypes::Float64Type>().value(i))
+            Self::Int(b) => {
+                b.append_value(child.as_primitive::<arrow::datatypes::Int64Type>().value(i))
             }
+            Self::Double(b) => b.append_value(
+                child
+                    .as_primitive::<arrow::datatypes::Float64Type>()
+                    .value(i),
+            ),
             Self::Bool(b) => b.append_value(child.as_boolean().value(i)),
         }
     }
@@ -285,8 +291,13 @@ fn move_out(
     let values = StructArray::try_new(values.fields().clone(), children, values.nulls().cloned())
         .map_err(Error::arrow("rebuilding attributes"))?;
     let field = list_field(list)?;
-    let list = ListArray::try_new(field, list.offsets().clone(), Arc::new(values), list.nulls().cloned())
-        .map_err(Error::arrow("rebuilding attribute lists"))?;
+    let list = ListArray::try_new(
+        field,
+        list.offsets().clone(),
+        Arc::new(values),
+        list.nulls().cloned(),
+    )
+    .map_err(Error::arrow("rebuilding attribute lists"))?;
     Ok((list, columns))
 }
 

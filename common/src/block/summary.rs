@@ -468,7 +468,10 @@ impl SummaryBuilder {
         };
         for (name, column) in [
             (intrinsics::NAME, strings(columns::NAME)?),
-            (intrinsics::STATUS_MESSAGE, strings(columns::STATUS_MESSAGE)?),
+            (
+                intrinsics::STATUS_MESSAGE,
+                strings(columns::STATUS_MESSAGE)?,
+            ),
             (intrinsics::SCOPE_NAME, strings(columns::SCOPE_NAME)?),
             (intrinsics::SCOPE_VERSION, strings(columns::SCOPE_VERSION)?),
         ] {
@@ -676,7 +679,10 @@ mod tests {
                 span_id: vec![i + 1; 8],
                 name: if i < 5 { "a".into() } else { "b".into() },
                 attributes: vec![
-                    attr("route", any_value::Value::StringValue(format!("/r{}", i % 3))),
+                    attr(
+                        "route",
+                        any_value::Value::StringValue(format!("/r{}", i % 3)),
+                    ),
                     attr("code", any_value::Value::IntValue(200)),
                 ],
                 ..Span::default()
@@ -702,7 +708,10 @@ mod tests {
 
         let mut merged = summary.clone();
         merged.merge(&summary);
-        assert_eq!(merged.attribute("span", "code").unwrap().values[0].count, 20);
+        assert_eq!(
+            merged.attribute("span", "code").unwrap().values[0].count,
+            20
+        );
         let counts = merged.key_counts();
         assert_eq!(
             counts[&(AttrScope::Span, "code".to_owned())].by_type[&DedicatedType::Int],

@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, FixedSizeBinaryArray, FixedSizeBinaryBuilder, Int32Array,
-    Int64Array, Int64Builder, ListBuilder, RecordBatch, StringArray, StringBuilder, StructBuilder,
+    Array, ArrayRef, AsArray, FixedSizeBinaryArray, FixedSizeBinaryBuilder, Int32Array, Int64Array,
+    Int64Builder, ListBuilder, RecordBatch, StringArray, StringBuilder, StructBuilder,
     TimestampNanosecondArray, TimestampNanosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field, Fields, Int32Type, Schema, SchemaRef, TimeUnit};
@@ -219,7 +219,13 @@ impl Tree<'_> {
     /// whose parent is not in the trace, and everything under it, keeps 0.
     /// Zipkin's shared client/server span IDs are told apart by kind; more
     /// than two spans with one ID make the tree unknowable: all 0.
-    fn number(&self, left: &mut [i32], right: &mut [i32], parent: &mut [i32], children_n: &mut [i32]) {
+    fn number(
+        &self,
+        left: &mut [i32],
+        right: &mut [i32],
+        parent: &mut [i32],
+        children_n: &mut [i32],
+    ) {
         let n = self.len;
         let mut by_id: HashMap<&[u8], Vec<usize>> = HashMap::with_capacity(n);
         let mut roots = Vec::new();
@@ -649,7 +655,10 @@ mod tests {
         ]))
         .unwrap();
         let derived = derive(&batch, 0).unwrap();
-        let parents = derived.structure[2].as_primitive::<Int32Type>().values().to_vec();
+        let parents = derived.structure[2]
+            .as_primitive::<Int32Type>()
+            .values()
+            .to_vec();
         assert_eq!(parents, [-1, 1, 2]);
     }
 
@@ -670,8 +679,8 @@ mod tests {
                 errors: 1,
             }],
         };
-        let table = TraceTable::decode(encode_trace_table(std::slice::from_ref(&entry)).unwrap())
-            .unwrap();
+        let table =
+            TraceTable::decode(encode_trace_table(std::slice::from_ref(&entry)).unwrap()).unwrap();
         assert_eq!(table.find(&entry.trace_id), Some(0));
         assert_eq!(table.find(&TraceId::new([8; 16])), None);
         assert_eq!(table.entry(0).unwrap(), entry);

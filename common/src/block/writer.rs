@@ -164,12 +164,12 @@ pub fn encode_block(
         summary_size_bytes: summary.len() as u64,
     };
     let mut objects = vec![(paths::DATA_FILE.to_owned(), Bytes::from(data))];
-    objects.extend(
-        bloom_shards
-            .into_iter()
-            .enumerate()
-            .map(|(shard, bytes)| (format!("{}{shard}", paths::BLOOM_FILE_PREFIX), Bytes::from(bytes))),
-    );
+    objects.extend(bloom_shards.into_iter().enumerate().map(|(shard, bytes)| {
+        (
+            format!("{}{shard}", paths::BLOOM_FILE_PREFIX),
+            Bytes::from(bytes),
+        )
+    }));
     objects.push((paths::TRACES_FILE.to_owned(), trace_table));
     objects.push((paths::SUMMARY_FILE.to_owned(), summary));
     debug_assert_eq!(
