@@ -5,8 +5,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     tonic_prost_build::configure()
-        .build_client(false)
-        .build_server(false)
+        // The client serves tests and tools; Grafana brings its own.
+        .build_client(true)
+        .build_server(true)
         .extern_path(".opentelemetry.proto", "::opentelemetry_proto::tonic")
         .compile_with_config(config, &["proto/tempopb/tempo.proto"], &["proto"])?;
     println!("cargo:rerun-if-changed=proto");

@@ -301,6 +301,25 @@ pub(crate) struct Settings {
     )]
     pub(crate) bloom_cache_bytes: Option<ByteSize>,
 
+    /// Memory for cached block trace tables and attribute summaries, which
+    /// search and tag autocomplete read [default: 256MiB].
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_METADATA_CACHE_BYTES",
+        value_name = "SIZE"
+    )]
+    pub(crate) metadata_cache_bytes: Option<ByteSize>,
+
+    /// Memory DataFusion may use for query execution [default: 1GiB].
+    #[arg(
+        long,
+        global = true,
+        env = "STRATA_QUERY_MEMORY_BYTES",
+        value_name = "SIZE"
+    )]
+    pub(crate) query_memory_bytes: Option<ByteSize>,
+
     /// Target bloom-filter false-positive rate of new blocks [default: 0.001].
     #[arg(
         long,
@@ -497,6 +516,8 @@ impl Settings {
             complete_block_timeout,
             blocklist_poll,
             bloom_cache_bytes,
+            metadata_cache_bytes,
+            query_memory_bytes,
             bloom_false_positive_rate,
             retention,
             compaction_interval,
@@ -697,6 +718,17 @@ impl Settings {
                 blocklist_poll,
                 bloom_cache_bytes: bytes("bloom_cache_bytes", self.bloom_cache_bytes, 256 * MIB)?
                     as u64,
+                metadata_cache_bytes: bytes(
+                    "metadata_cache_bytes",
+                    self.metadata_cache_bytes,
+                    256 * MIB,
+                )? as u64,
+                query_memory_bytes: bytes(
+                    "query_memory_bytes",
+                    self.query_memory_bytes,
+                    1024 * MIB,
+                )?,
+                query_threads: 0,
             },
             compactor,
             shutdown_timeout: self.shutdown_timeout.unwrap_or(Duration::from_secs(30)),

@@ -206,6 +206,22 @@ impl TenantId {
         Ok(Self(id))
     }
 
+    /// The tenant an `X-Scope-OrgID` header (or `x-scope-orgid` gRPC
+    /// metadata) names. Absent or empty means the default tenant, as in
+    /// Tempo: some clients always send the header, empty when unset.
+    pub fn from_header(value: Option<&[u8]>) -> Result<Self> {
+        let Some(raw) = value else {
+            return Ok(Self::default_tenant());
+        };
+        let text = std::str::from_utf8(raw).map_err(|_| Error::InvalidInput {
+            message: "X-Scope-OrgID is not UTF-8".to_owned(),
+        })?;
+        match text.trim() {
+            "" => Ok(Self::default_tenant()),
+            id => Self::new(id),
+        }
+    }
+
     /// The default tenant, `single-tenant`.
     pub fn default_tenant() -> Self {
         Self(Self::DEFAULT.to_owned())
@@ -265,6 +281,25 @@ mod tests {
         assert!(TraceId::from_hex("xyz").is_err());
         assert!(TraceId::from_hex(&"a".repeat(33)).is_err());
         assert!(TraceId::from_slice(&[0; 15]).is_err());
+    }
+
+    #[test]
+    fn an_absent_or_empty_tenant_header_is_the_default_tenant() {
+        assert_eq!(
+            TenantId::from_header(None).unwrap(),
+            TenantId::default_tenant()
+        );
+        assert_eq!(
+            TenantId::from_header(Some(b"")).unwrap(),
+            TenantId::default_tenant()
+        );
+        assert_eq!(
+            TenantId::from_header(Some(b"  ")).unwrap(),
+            TenantId::default_tenant()
+        );
+        assert_eq!(TenantId::from_header(Some(b" a ")).unwrap().as_str(), "a");
+        assert!(TenantId::from_header(Some(b"a/b")).is_err());
+        assert!(TenantId::from_header(Some(&[0xff])).is_err());
     }
 
     #[test]

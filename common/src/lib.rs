@@ -32,7 +32,7 @@ pub mod testing;
 
 pub use error::{Error, ErrorKind, Result};
 pub use ids::{BlockId, SpanId, TenantId, TraceId};
-pub use live::LiveTraceSource;
+pub use live::{LiveScan, LiveTraceSource, SpanPredicate};
 pub use meta::BlockMeta;
 pub use schema::{AttributeType, span_schema};
 pub use storage::{S3Options, StorageLocation};

@@ -137,6 +137,15 @@ impl Error {
         }
     }
 
+    /// This error as the shared crate's, for answers through
+    /// [`strata_common::LiveTraceSource`].
+    pub fn into_common(self) -> strata_common::Error {
+        match self {
+            Self::Common(inner) => inner,
+            other => strata_common::Error::corrupt(other.to_string()),
+        }
+    }
+
     /// A short label for the `reason` of rejected-span metrics.
     pub fn reason(&self) -> &'static str {
         match self {

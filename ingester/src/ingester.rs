@@ -23,7 +23,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use arrow::array::{FixedSizeBinaryArray, RecordBatch, Scalar};
+use arrow::array::{Array, FixedSizeBinaryArray, RecordBatch, Scalar};
 use arrow::compute::filter_record_batch;
 use arrow::compute::kernels::cmp::eq;
 use async_trait::async_trait;
@@ -34,7 +34,7 @@ use prost::Message;
 use strata_common::block::{BlockWriteOptions, encode_block, upload_block};
 use strata_common::convert::request_to_batch;
 use strata_common::schema::columns;
-use strata_common::{BlockId, BlockMeta, LiveTraceSource, TenantId, TraceId};
+use strata_common::{BlockId, BlockMeta, LiveScan, LiveTraceSource, TenantId, TraceId};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -619,6 +619,120 @@ impl Ingester {
     }
 }
 
+impl Ingester {
+    /// Whole live traces of `tenant` that `scan` selects (see
+    /// [`LiveTraceSource::scan`]). The predicate runs on a snapshot of the
+    /// buffer's batches outside its lock, so ingest is not held up; traces
+    /// cut meanwhile are found in the cutting stage, the upload queue or,
+    /// once uploaded, by the querier's block list (read after this).
+    pub async fn live_scan(&self, tenant: &TenantId, scan: &LiveScan) -> Result<Vec<RecordBatch>> {
+        let (live_batches, cutting): (Vec<RecordBatch>, Vec<RecordBatch>) = {
+            let state = self.lock();
+            (
+                state
+                    .tenants
+                    .get(tenant)
+                    .map(LiveTenant::batches)
+                    .unwrap_or_default(),
+                state
+                    .cutting
+                    .iter()
+                    .filter(|c| &c.tenant == tenant)
+                    .map(|c| c.batch.clone())
+                    .collect(),
+            )
+        };
+        let max = scan.max_traces.unwrap_or(usize::MAX);
+        let mut wanted: std::collections::HashSet<TraceId> = std::collections::HashSet::new();
+        for batch in &live_batches {
+            if wanted.len() >= max {
+                break;
+            }
+            selected_traces(batch, scan, &mut wanted, max)?;
+        }
+        let mut out = Vec::new();
+        {
+            let state = self.lock();
+            if let Some(live) = state.tenants.get(tenant) {
+                for id in &wanted {
+                    out.extend(live.trace(id)?);
+                }
+            }
+        }
+        // Being cut, and queued for upload: rows are in block order there,
+        // so keeping whole selected traces keeps each trace's rows adjacent.
+        let mut staged = cutting;
+        staged.extend(self.queue.read_blocks(tenant).await?);
+        for batch in staged {
+            let mut ids = std::collections::HashSet::new();
+            selected_traces(&batch, scan, &mut ids, usize::MAX)?;
+            ids.extend(wanted.iter().copied());
+            if let Some(rows) = rows_of_traces(&batch, &ids)? {
+                out.push(rows);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Adds to `ids` the traces of `batch` with a row `scan` keeps.
+fn selected_traces(
+    batch: &RecordBatch,
+    scan: &LiveScan,
+    ids: &mut std::collections::HashSet<TraceId>,
+    max: usize,
+) -> Result<()> {
+    let trace_ids = batch
+        .column_by_name(columns::TRACE_ID)
+        .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
+        .ok_or_else(|| strata_common::Error::corrupt("batch without trace_id"))?;
+    let mask = match &scan.predicate {
+        Some(predicate) => Some(predicate.evaluate(batch)?),
+        None => None,
+    };
+    for row in 0..batch.num_rows() {
+        if ids.len() >= max {
+            break;
+        }
+        if mask
+            .as_ref()
+            .is_none_or(|m| m.is_valid(row) && m.value(row))
+        {
+            ids.insert(TraceId::from_slice(trace_ids.value(row))?);
+        }
+    }
+    Ok(())
+}
+
+/// The rows of `batch` whose trace is in `ids`.
+fn rows_of_traces(
+    batch: &RecordBatch,
+    ids: &std::collections::HashSet<TraceId>,
+) -> Result<Option<RecordBatch>> {
+    if ids.is_empty() {
+        return Ok(None);
+    }
+    let trace_ids = batch
+        .column_by_name(columns::TRACE_ID)
+        .and_then(|c| c.as_any().downcast_ref::<FixedSizeBinaryArray>())
+        .ok_or_else(|| strata_common::Error::corrupt("batch without trace_id"))?;
+    let mask: arrow::array::BooleanArray = (0..batch.num_rows())
+        .map(|row| {
+            Some(
+                TraceId::from_slice(trace_ids.value(row))
+                    .map(|id| ids.contains(&id))
+                    .unwrap_or(false),
+            )
+        })
+        .collect();
+    if mask.true_count() == 0 {
+        return Ok(None);
+    }
+    filter_record_batch(batch, &mask)
+        .map(Some)
+        .map_err(|e| strata_common::Error::corrupt(format!("filtering spans: {e}")).into())
+}
+
 /// Spans and OTLP bytes already held for the traces in `request`.
 fn usage_of(live: Option<&LiveTenant>, request: &ExportTraceServiceRequest) -> TraceUsage {
     let mut usage = TraceUsage::new();
@@ -667,10 +781,17 @@ impl LiveTraceSource for Ingester {
     ) -> strata_common::Result<Vec<RecordBatch>> {
         self.live_trace(tenant, trace_id)
             .await
-            .map_err(|e| match e {
-                Error::Common(inner) => inner,
-                other => strata_common::Error::corrupt(other.to_string()),
-            })
+            .map_err(Error::into_common)
+    }
+
+    async fn scan(
+        &self,
+        tenant: &TenantId,
+        scan: &LiveScan,
+    ) -> strata_common::Result<Vec<RecordBatch>> {
+        self.live_scan(tenant, scan)
+            .await
+            .map_err(Error::into_common)
     }
 }
 

@@ -304,6 +304,12 @@ impl LiveTenant {
         }
     }
 
+    /// The batches held, for a search to evaluate without holding the
+    /// buffer's lock (cloning a batch clones a few `Arc`s).
+    pub(crate) fn batches(&self) -> Vec<RecordBatch> {
+        self.batches.values().map(|b| b.batch.clone()).collect()
+    }
+
     /// The oldest WAL segment any held batch came from.
     pub(crate) fn min_wal_segment(&self) -> Option<u64> {
         self.batches.values().map(|b| b.wal_segment).min()

@@ -19,7 +19,7 @@ use arrow::array::RecordBatch;
 use bytes::Bytes;
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
-use strata_common::block::{EncodedBlock, read_trace};
+use strata_common::block::{EncodedBlock, read_block, read_trace};
 use strata_common::bloom::{BloomShard, shard_for};
 use strata_common::{BlockId, BlockMeta, TenantId, TraceId, paths};
 use tracing::warn;
@@ -275,6 +275,31 @@ impl BlockQueue {
         };
         metrics::gauge!("strata_ingester_upload_backlog_blocks").set(blocks as f64);
         metrics::gauge!("strata_ingester_upload_backlog_bytes").set(bytes as f64);
+    }
+
+    /// Every span of `tenant`'s queued blocks (canonical rows, block order).
+    /// Blocks stay queued only while the store is unreachable or briefly
+    /// after upload, so this is rarely more than a block or two.
+    pub(crate) async fn read_blocks(&self, tenant: &TenantId) -> Result<Vec<RecordBatch>> {
+        let metas: Vec<Arc<BlockMeta>> = self
+            .lock()
+            .iter()
+            .filter(|((t, _), _)| t == tenant)
+            .map(|(_, q)| Arc::clone(&q.meta))
+            .collect();
+        let mut out = Vec::new();
+        for meta in metas {
+            match read_block(Arc::clone(&self.store), &meta).await {
+                Ok(batches) => out.extend(batches),
+                // Uploaded and removed while we read: the querier has it now.
+                Err(_)
+                    if !self
+                        .lock()
+                        .contains_key(&(meta.tenant.clone(), meta.block_id)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(out)
     }
 
     /// The spans of one trace in queued blocks of `tenant`.

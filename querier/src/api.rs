@@ -4,6 +4,8 @@
 //! | --- | --- |
 //! | `GET /api/traces/<id>` | `{"batches": [...]}` or `tempopb.Trace`; 404 when absent |
 //! | `GET /api/v2/traces/<id>` | `TraceByIDResponse` as JSON or protobuf; empty trace when absent |
+//! | search and tags | see [`crate::search_api`] |
+//! | gRPC `tempopb.StreamingQuerier` | see [`crate::grpc`]: same port, HTTP/2 |
 //!
 //! Both take optional `start` / `end` (Unix seconds) and answer protobuf when
 //! the `Accept` header asks for `application/protobuf`, JSON otherwise.
@@ -34,7 +36,9 @@ pub(crate) fn router(querier: Arc<Querier>) -> Router {
     Router::new()
         .route("/api/traces/{trace_id}", get(trace_v1))
         .route("/api/v2/traces/{trace_id}", get(trace_v2))
-        .with_state(querier)
+        .with_state(Arc::clone(&querier))
+        .merge(crate::search_api::router(Arc::clone(&querier)))
+        .merge(crate::grpc::router(querier))
 }
 
 #[derive(Debug, Deserialize)]
@@ -44,13 +48,13 @@ struct TraceParams {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub(crate) enum Format {
     Json,
     Protobuf,
 }
 
 impl Format {
-    fn from_headers(headers: &HeaderMap) -> Self {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
         let accept = headers
             .get(header::ACCEPT)
             .and_then(|v| v.to_str().ok())
@@ -151,15 +155,8 @@ async fn lookup(
 
 /// The tenant named by `X-Scope-OrgID`, or the default tenant.
 pub(crate) fn tenant(headers: &HeaderMap) -> Result<TenantId, Error> {
-    match headers.get(TENANT_HEADER) {
-        None => Ok(TenantId::default_tenant()),
-        Some(value) => {
-            let text = value
-                .to_str()
-                .map_err(|_| Error::BadRequest("X-Scope-OrgID is not valid text".into()))?;
-            TenantId::new(text.trim()).map_err(|e| Error::BadRequest(e.to_string()))
-        }
-    }
+    TenantId::from_header(headers.get(TENANT_HEADER).map(|v| v.as_bytes()))
+        .map_err(|e| Error::BadRequest(e.to_string()))
 }
 
 fn time_range(params: &TraceParams) -> Result<Option<TimeRange>, Error> {
@@ -195,7 +192,7 @@ fn time_range(params: &TraceParams) -> Result<Option<TimeRange>, Error> {
     }))
 }
 
-fn json_response(value: &serde_json::Value) -> Response {
+pub(crate) fn json_response(value: &serde_json::Value) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -206,7 +203,7 @@ fn json_response(value: &serde_json::Value) -> Response {
         .into_response()
 }
 
-fn protobuf_response(bytes: Vec<u8>) -> Response {
+pub(crate) fn protobuf_response(bytes: Vec<u8>) -> Response {
     (
         [(
             header::CONTENT_TYPE,
@@ -219,7 +216,7 @@ fn protobuf_response(bytes: Vec<u8>) -> Response {
 
 /// Runs a handler, turning errors into plain-text answers and recording
 /// request count and latency per endpoint.
-async fn timed(
+pub(crate) async fn timed(
     endpoint: &'static str,
     handler: impl Future<Output = Result<Response, Error>>,
 ) -> Response {

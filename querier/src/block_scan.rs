@@ -16,13 +16,15 @@ use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
 use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{BinaryExpr, col, lit};
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::{ExecutionPlan, collect};
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use object_store::ObjectStore;
 use strata_common::schema::columns;
@@ -71,9 +73,13 @@ struct BlockScan {
 const BLOCK_SCAN_CONCURRENCY: usize = 16;
 
 impl BlockScanner {
-    /// A scanner reading blocks from `store`.
-    pub(crate) fn new(store: Arc<dyn ObjectStore>) -> Result<Self> {
-        let ctx = SessionContext::new();
+    /// A scanner reading blocks from `store`; query execution may hold
+    /// at most `memory_limit_bytes` in DataFusion's memory pool.
+    pub(crate) fn new(store: Arc<dyn ObjectStore>, memory_limit_bytes: usize) -> Result<Self> {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(memory_limit_bytes, 1.0)
+            .build_arc()?;
+        let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
         let url = Url::parse(STORE_URL)
             .map_err(|e| crate::Error::Encode(format!("block store URL: {e}")))?;
         ctx.runtime_env()
@@ -131,24 +137,57 @@ impl BlockScanner {
         Ok(output)
     }
 
+    /// A scan of a block's stored rows: the `projection` columns (all when
+    /// `None`) of rows the reader keeps for `predicate`. Row groups and
+    /// pages are pruned by the predicate's statistics and rows filtered
+    /// while decoding; rows come in block order.
+    pub(crate) fn plan(
+        &self,
+        meta: &BlockMeta,
+        projection: Option<Vec<usize>>,
+        predicate: Option<Arc<dyn PhysicalExpr>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let layout = meta.layout();
+        let mut source = ParquetSource::new(layout.stored_schema())
+            .with_pushdown_filters(true)
+            .with_enable_page_index(true)
+            .with_parquet_file_reader_factory(Arc::clone(&self.reader_factory) as _);
+        if let Some(predicate) = predicate {
+            source = source.with_predicate(predicate);
+        }
+        let path = paths::data_path(&meta.tenant, meta.block_id);
+        let file = PartitionedFile::new(path.to_string(), meta.data_size_bytes)
+            .with_metadata_size_hint(usize::try_from(meta.footer_size_bytes).unwrap_or(0));
+        let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
+            .with_file(file)
+            .with_projection_indices(projection)?
+            .build();
+        Ok(DataSourceExec::from_data_source(config))
+    }
+
+    /// Runs `plan`.
+    pub(crate) fn execute(
+        &self,
+        plan: &Arc<dyn ExecutionPlan>,
+    ) -> Result<SendableRecordBatchStream> {
+        Ok(plan.execute(0, self.ctx.task_ctx())?)
+    }
+
+    /// Bytes `plan` read from storage.
+    pub(crate) fn bytes_scanned(plan: &Arc<dyn ExecutionPlan>) -> u64 {
+        plan.metrics()
+            .and_then(|m| m.sum_by_name("bytes_scanned"))
+            .map(|v| v.as_usize() as u64)
+            .unwrap_or(0)
+    }
+
     async fn scan_block(
         &self,
         meta: &BlockMeta,
         predicate: Arc<dyn PhysicalExpr>,
     ) -> Result<BlockScan> {
         let layout = meta.layout();
-        let source = ParquetSource::new(layout.stored_schema())
-            .with_predicate(Arc::clone(&predicate))
-            .with_pushdown_filters(true)
-            .with_enable_page_index(true)
-            .with_parquet_file_reader_factory(Arc::clone(&self.reader_factory) as _);
-        let path = paths::data_path(&meta.tenant, meta.block_id);
-        let file = PartitionedFile::new(path.to_string(), meta.data_size_bytes)
-            .with_metadata_size_hint(usize::try_from(meta.footer_size_bytes).unwrap_or(0));
-        let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
-            .with_file(file)
-            .build();
-        let scan: Arc<dyn ExecutionPlan> = DataSourceExec::from_data_source(config);
+        let scan = self.plan(meta, None, Some(Arc::clone(&predicate)))?;
         // Row-level pushdown already filters; the FilterExec guarantees exact
         // results even where the reader could only prune by statistics.
         let plan: Arc<dyn ExecutionPlan> =
@@ -158,11 +197,7 @@ impl BlockScanner {
             .iter()
             .map(|batch| strata_common::block::to_canonical(batch, &layout))
             .collect::<strata_common::Result<Vec<_>>>()?;
-        let bytes_scanned = scan
-            .metrics()
-            .and_then(|m| m.sum_by_name("bytes_scanned"))
-            .map(|v| v.as_usize() as u64)
-            .unwrap_or(0);
+        let bytes_scanned = Self::bytes_scanned(&scan);
         Ok(BlockScan {
             batches,
             bytes_scanned,

@@ -40,4 +40,17 @@ impl Error {
             Self::DataFusion(_) | Self::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
+
+    /// The gRPC status for this error: the HTTP status mapped as Tempo's
+    /// frontend maps it, with the same message.
+    pub fn grpc_status(&self) -> tonic::Status {
+        let code = match self.http_status() {
+            StatusCode::BAD_REQUEST => tonic::Code::InvalidArgument,
+            StatusCode::NOT_FOUND => tonic::Code::NotFound,
+            StatusCode::TOO_MANY_REQUESTS => tonic::Code::ResourceExhausted,
+            StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
+            _ => tonic::Code::Internal,
+        };
+        tonic::Status::new(code, self.to_string())
+    }
 }

@@ -15,10 +15,14 @@ mod block_scan;
 mod blocklist;
 mod bloom_cache;
 mod error;
+mod grpc;
+pub mod search;
+mod search_api;
 mod tempo_json;
 pub mod tempopb;
 mod trace_by_id;
 pub mod traceql;
+mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +35,52 @@ use tokio_util::sync::CancellationToken;
 pub use api::TENANT_HEADER;
 pub use blocklist::BlockList;
 pub use error::{Error, Result};
+pub use search::{SearchOutcome, SearchProgress, SearchRequest, Searcher};
 pub use trace_by_id::{FoundTrace, TimeRange, TraceFinder};
+
+/// A dedicated tokio runtime for query execution (DataFusion scans and
+/// TraceQL evaluation), as InfluxDB 3 does: CPU-heavy queries run on its
+/// threads, so the runtime that receives spans stays responsive.
+#[derive(Debug)]
+struct QueryRuntime {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl QueryRuntime {
+    fn new(threads: usize) -> Result<Self> {
+        let threads = if threads == 0 {
+            std::thread::available_parallelism().map_or(2, |n| n.get())
+        } else {
+            threads
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("strata-query")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Encode(format!("starting the query runtime: {e}")))?;
+        Ok(Self {
+            runtime: Some(runtime),
+        })
+    }
+
+    fn handle(&self) -> tokio::runtime::Handle {
+        match &self.runtime {
+            Some(runtime) => runtime.handle().clone(),
+            None => tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        // Dropping a runtime from inside another one blocks; let its
+        // threads finish in the background instead.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
 
 /// Querier settings.
 #[derive(Debug, Clone)]
@@ -40,6 +89,12 @@ pub struct QuerierConfig {
     pub blocklist_poll: Duration,
     /// Bytes of bloom-filter shards kept in memory.
     pub bloom_cache_bytes: u64,
+    /// Bytes of blocks' trace tables and attribute summaries kept in memory.
+    pub metadata_cache_bytes: u64,
+    /// DataFusion's memory pool for query execution.
+    pub query_memory_bytes: usize,
+    /// Threads of the query runtime (0: one per CPU).
+    pub query_threads: usize,
 }
 
 impl Default for QuerierConfig {
@@ -47,16 +102,21 @@ impl Default for QuerierConfig {
         Self {
             blocklist_poll: Duration::from_secs(15),
             bloom_cache_bytes: 256 * 1024 * 1024,
+            metadata_cache_bytes: 256 * 1024 * 1024,
+            query_memory_bytes: 1024 * 1024 * 1024,
+            query_threads: 0,
         }
     }
 }
 
-/// The query component: block discovery plus the Tempo HTTP API.
+/// The query component: block discovery plus the Tempo HTTP and gRPC APIs.
 #[derive(Debug)]
 pub struct Querier {
     config: QuerierConfig,
     blocks: Arc<BlockList>,
     finder: TraceFinder,
+    searcher: Arc<Searcher>,
+    runtime: QueryRuntime,
 }
 
 impl Querier {
@@ -66,13 +126,50 @@ impl Querier {
         live: Vec<Arc<dyn LiveTraceSource>>,
         config: QuerierConfig,
     ) -> Result<Self> {
-        let blocks = Arc::new(BlockList::new(store));
-        let finder = TraceFinder::new(Arc::clone(&blocks), config.bloom_cache_bytes, live)?;
+        let blocks = Arc::new(BlockList::new(Arc::clone(&store)));
+        let scanner = Arc::new(block_scan::BlockScanner::new(
+            store,
+            config.query_memory_bytes,
+        )?);
+        let finder = TraceFinder::with_scanner(
+            Arc::clone(&blocks),
+            config.bloom_cache_bytes,
+            live.clone(),
+            Arc::clone(&scanner),
+        );
+        let searcher = Arc::new(Searcher::new(
+            Arc::clone(&blocks),
+            scanner,
+            Arc::new(search::BlockMetadataCache::new(config.metadata_cache_bytes)),
+            live,
+        ));
+        let runtime = QueryRuntime::new(config.query_threads)?;
         Ok(Self {
             config,
             blocks,
             finder,
+            searcher,
+            runtime,
         })
+    }
+
+    /// The search engine.
+    pub fn searcher(&self) -> &Arc<Searcher> {
+        &self.searcher
+    }
+
+    /// Runs query work on the query runtime, away from the runtime that
+    /// serves ingest: a heavy search cannot starve receivers.
+    pub async fn run_query<F>(&self, work: F) -> Result<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.runtime
+            .handle()
+            .spawn(work)
+            .await
+            .map_err(|e| Error::Encode(format!("query task failed: {e}")))
     }
 
     /// The block list (e.g. to announce blocks written in-process).

@@ -16,6 +16,8 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span, status};
 use serde_json::{Map, Value, json};
 
+use crate::tempopb;
+
 /// `{"batches": [...]}`, the v1 `/api/traces/<id>` body.
 pub(crate) fn trace_v1(resource_spans: &[ResourceSpans]) -> Value {
     json!({ "batches": resource_spans.iter().map(resource_spans_json).collect::<Vec<_>>() })
@@ -47,6 +49,124 @@ pub(crate) fn trace_by_id_v2(
         body["message"] = Value::String(message.into());
     }
     body
+}
+
+/// `SearchResponse` as Tempo's frontend prints it: `traces` always present
+/// (possibly `[]`), `metrics` always present (possibly `{}`), 64-bit
+/// integers as strings, zero fields omitted.
+pub(crate) fn search_response(response: &tempopb::SearchResponse) -> Value {
+    json!({
+        "traces": response.traces.iter().map(trace_metadata_json).collect::<Vec<_>>(),
+        "metrics": response.metrics.as_ref().map_or_else(|| json!({}), search_metrics_json),
+    })
+}
+
+fn trace_metadata_json(t: &tempopb::TraceSearchMetadata) -> Value {
+    let mut stats = Map::new();
+    for (service, s) in &t.service_stats {
+        stats.insert(
+            service.clone(),
+            Obj::default()
+                .u32("spanCount", s.span_count)
+                .u32("errorCount", s.error_count)
+                .done(),
+        );
+    }
+    let mut obj = Obj::default()
+        .str("traceID", &t.trace_id)
+        .str("rootServiceName", &t.root_service_name)
+        .str("rootTraceName", &t.root_trace_name)
+        .u64("startTimeUnixNano", t.start_time_unix_nano)
+        .u32("durationMs", t.duration_ms);
+    if let Some(set) = &t.span_set {
+        obj = obj.value("spanSet", span_set_json(set));
+    }
+    obj = obj.list("spanSets", &t.span_sets, span_set_json);
+    if !stats.is_empty() {
+        obj = obj.value("serviceStats", Value::Object(stats));
+    }
+    obj.done()
+}
+
+fn span_set_json(set: &tempopb::SpanSet) -> Value {
+    // Grafana iterates `spans` of every spanset: always print it.
+    Obj::default()
+        .value(
+            "spans",
+            Value::Array(set.spans.iter().map(search_span_json).collect()),
+        )
+        .u32("matched", set.matched)
+        .list("attributes", &set.attributes, key_value_json)
+        .done()
+}
+
+fn search_span_json(span: &tempopb::Span) -> Value {
+    Obj::default()
+        .str("spanID", &span.span_id)
+        .str("name", &span.name)
+        .u64("startTimeUnixNano", span.start_time_unix_nano)
+        .u64("durationNanos", span.duration_nanos)
+        .list("attributes", &span.attributes, key_value_json)
+        .done()
+}
+
+fn search_metrics_json(m: &tempopb::SearchMetrics) -> Value {
+    Obj::default()
+        .u32("inspectedTraces", m.inspected_traces)
+        .u64("inspectedBytes", m.inspected_bytes)
+        .u32("totalBlocks", m.total_blocks)
+        .u32("completedJobs", m.completed_jobs)
+        .u32("totalJobs", m.total_jobs)
+        .u64("totalBlockBytes", m.total_block_bytes)
+        .u64("inspectedSpans", m.inspected_spans)
+        .done()
+}
+
+fn metadata_metrics_json(m: Option<&tempopb::MetadataMetrics>) -> Value {
+    m.map_or_else(
+        || json!({}),
+        |m| {
+            Obj::default()
+                .u64("inspectedBytes", m.inspected_bytes)
+                .u32("totalJobs", m.total_jobs)
+                .u32("completedJobs", m.completed_jobs)
+                .u32("totalBlocks", m.total_blocks)
+                .u64("totalBlockBytes", m.total_block_bytes)
+                .done()
+        },
+    )
+}
+
+/// `{"tagNames": [...], "metrics": {...}}`.
+pub(crate) fn tags_response(response: &tempopb::SearchTagsResponse) -> Value {
+    json!({
+        "tagNames": response.tag_names,
+        "metrics": metadata_metrics_json(response.metrics.as_ref()),
+    })
+}
+
+/// `{"scopes": [{"name", "tags"}], "metrics": {...}}`.
+pub(crate) fn tags_v2_response(response: &tempopb::SearchTagsV2Response) -> Value {
+    json!({
+        "scopes": response.scopes.iter().map(|s| json!({"name": s.name, "tags": s.tags})).collect::<Vec<_>>(),
+        "metrics": metadata_metrics_json(response.metrics.as_ref()),
+    })
+}
+
+/// `{"tagValues": [...], "metrics": {...}}`.
+pub(crate) fn tag_values_response(response: &tempopb::SearchTagValuesResponse) -> Value {
+    json!({
+        "tagValues": response.tag_values,
+        "metrics": metadata_metrics_json(response.metrics.as_ref()),
+    })
+}
+
+/// `{"tagValues": [{"type", "value"}], "metrics": {...}}`.
+pub(crate) fn tag_values_v2_response(response: &tempopb::SearchTagValuesV2Response) -> Value {
+    json!({
+        "tagValues": response.tag_values.iter().map(|v| json!({"type": v.r#type, "value": v.value})).collect::<Vec<_>>(),
+        "metrics": metadata_metrics_json(response.metrics.as_ref()),
+    })
 }
 
 /// Builds a JSON object, skipping fields at their proto3 default.

@@ -5,6 +5,7 @@
 
 #![allow(
     missing_docs,
+    missing_debug_implementations,
     unreachable_pub,
     clippy::all,
     clippy::clone_on_ref_ptr,

@@ -56,7 +56,7 @@ pub struct FoundTrace {
 pub struct TraceFinder {
     blocks: Arc<BlockList>,
     blooms: BloomCache,
-    scanner: BlockScanner,
+    scanner: Arc<BlockScanner>,
     live: Vec<Arc<dyn LiveTraceSource>>,
 }
 
@@ -67,13 +67,26 @@ impl TraceFinder {
         bloom_cache_bytes: u64,
         live: Vec<Arc<dyn LiveTraceSource>>,
     ) -> Result<Self> {
-        let scanner = BlockScanner::new(Arc::clone(blocks.store()))?;
-        Ok(Self {
+        let scanner = Arc::new(BlockScanner::new(
+            Arc::clone(blocks.store()),
+            crate::QuerierConfig::default().query_memory_bytes,
+        )?);
+        Ok(Self::with_scanner(blocks, bloom_cache_bytes, live, scanner))
+    }
+
+    /// A finder sharing the querier's block scanner.
+    pub(crate) fn with_scanner(
+        blocks: Arc<BlockList>,
+        bloom_cache_bytes: u64,
+        live: Vec<Arc<dyn LiveTraceSource>>,
+        scanner: Arc<BlockScanner>,
+    ) -> Self {
+        Self {
             blocks,
             blooms: BloomCache::new(bloom_cache_bytes),
             scanner,
             live,
-        })
+        }
     }
 
     /// Looks a trace up. An absent trace yields an empty [`FoundTrace`].

@@ -216,6 +216,14 @@ impl LiveTraceSource for LiveSpans {
     ) -> strata_common::Result<Vec<RecordBatch>> {
         Ok(self.0.clone())
     }
+
+    async fn scan(
+        &self,
+        _: &TenantId,
+        _: &strata_common::LiveScan,
+    ) -> strata_common::Result<Vec<RecordBatch>> {
+        Ok(self.0.clone())
+    }
 }
 
 #[tokio::test]

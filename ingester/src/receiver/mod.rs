@@ -18,14 +18,8 @@ use crate::error::{Error, Result};
 /// Header (and gRPC metadata key) naming the tenant, as in Tempo.
 pub const TENANT_HEADER: &str = "x-scope-orgid";
 
-/// The tenant named by an `X-Scope-OrgID` value, or the default tenant.
+/// The tenant named by an `X-Scope-OrgID` value, or the default tenant
+/// (absent or empty header), as a request error when invalid.
 pub fn tenant_from_header(value: Option<&[u8]>) -> Result<TenantId> {
-    match value {
-        None => Ok(TenantId::default_tenant()),
-        Some(raw) => {
-            let text = std::str::from_utf8(raw)
-                .map_err(|_| Error::InvalidRequest("X-Scope-OrgID is not UTF-8".to_owned()))?;
-            TenantId::new(text.trim()).map_err(|e| Error::InvalidRequest(e.to_string()))
-        }
-    }
+    TenantId::from_header(value).map_err(|e| Error::InvalidRequest(e.to_string()))
 }

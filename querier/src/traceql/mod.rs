@@ -13,18 +13,26 @@ pub mod ast;
 pub mod display;
 mod error;
 pub mod eval;
+mod lenient;
 mod lexer;
 mod parser;
 mod validate;
 
 pub use ast::Query;
 pub use error::{ParseError, Position};
+pub use lenient::lenient_filter;
 
 /// Parses and type-checks a query.
 pub fn parse(text: &str) -> Result<Query, ParseError> {
     let query = parser::parse_query(text)?;
     validate::validate(&query)?;
     Ok(query)
+}
+
+/// Parses a duration as TraceQL does (`100ms`, `1h30m`, `1.5s`, `2d`),
+/// in nanoseconds.
+pub fn parse_duration_literal(text: &str) -> Option<i64> {
+    lexer::parse_duration(text)
 }
 
 /// Parses a lone attribute or intrinsic (a tag name in the tag-values API:

@@ -709,7 +709,10 @@ impl Parser {
                         Tok::Float(f) => f,
                         Tok::Int(i) => i as f64,
                         _ => {
-                            return Err(ParseError::at(q_pos, "a quantile is a number such as .99"));
+                            return Err(ParseError::at(
+                                q_pos,
+                                "a quantile is a number such as .99",
+                            ));
                         }
                     });
                 }

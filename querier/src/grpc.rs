@@ -1,0 +1,211 @@
+//! Tempo's streaming query API, `tempopb.StreamingQuerier`, served on the
+//! HTTP port: requests with `content-type: application/grpc` over HTTP/2
+//! (cleartext prior knowledge, as Grafana dials it) reach these routes, the
+//! rest reach the HTTP API.
+//!
+//! `Search` streams as sources complete: each message carries the traces
+//! found or changed since the previous one and the cumulative figures;
+//! the last repeats the whole answer, as Tempo's frontend does. Grafana
+//! appends what arrives and keeps the first copy of each trace. The tag
+//! calls answer in one message. The tenant comes from `x-scope-orgid`
+//! metadata.
+
+use std::sync::Arc;
+
+use axum::Router;
+use futures::stream::BoxStream;
+use futures::{StreamExt, stream};
+use strata_common::TenantId;
+use tokio::sync::mpsc::unbounded_channel;
+use tonic::metadata::MetadataMap;
+use tonic::{Request, Response, Status};
+
+use crate::error::Error;
+use crate::search_api::{
+    DEFAULT_TAG_VALUES, search_request, tag_names, tag_values, tags_v1_response, time_range, v2_tag,
+};
+use crate::tempopb::streaming_querier_server::{StreamingQuerier, StreamingQuerierServer};
+use crate::tempopb::{
+    SearchRequest, SearchResponse, SearchTagValuesRequest, SearchTagValuesResponse,
+    SearchTagValuesV2Response, SearchTagsRequest, SearchTagsResponse, SearchTagsV2Response,
+};
+use crate::traceql::ast::{Attribute, AttributeScope, FieldExpr};
+use crate::{Querier, TENANT_HEADER, wire};
+
+/// The gRPC routes, to merge into the HTTP router.
+pub(crate) fn router(querier: Arc<Querier>) -> Router {
+    tonic::service::Routes::new(StreamingQuerierServer::new(GrpcQuerier { querier }))
+        .into_axum_router()
+}
+
+#[derive(Debug)]
+struct GrpcQuerier {
+    querier: Arc<Querier>,
+}
+
+fn tenant(metadata: &MetadataMap) -> Result<TenantId, Status> {
+    TenantId::from_header(metadata.get(TENANT_HEADER).map(|v| v.as_bytes()))
+        .map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+type Answer<T> = BoxStream<'static, Result<T, Status>>;
+
+fn once<T: Send + 'static>(value: T) -> Response<Answer<T>> {
+    Response::new(stream::iter([Ok(value)]).boxed())
+}
+
+fn limit(n: u32) -> usize {
+    if n == 0 { usize::MAX } else { n as usize }
+}
+
+#[async_trait::async_trait]
+impl StreamingQuerier for GrpcQuerier {
+    type SearchStream = Answer<SearchResponse>;
+    type SearchTagsStream = Answer<SearchTagsResponse>;
+    type SearchTagsV2Stream = Answer<SearchTagsV2Response>;
+    type SearchTagValuesStream = Answer<SearchTagValuesResponse>;
+    type SearchTagValuesV2Stream = Answer<SearchTagValuesV2Response>;
+
+    async fn search(
+        &self,
+        request: Request<SearchRequest>,
+    ) -> Result<Response<Self::SearchStream>, Status> {
+        let started = std::time::Instant::now();
+        let tenant = tenant(request.metadata())?;
+        let search = search_request(request.get_ref()).map_err(|e| e.grpc_status())?;
+        let (progress_tx, mut progress_rx) = unbounded_channel();
+        let (out_tx, out_rx) = unbounded_channel::<Result<SearchResponse, Status>>();
+        let querier = Arc::clone(&self.querier);
+        tokio::spawn(async move {
+            let searcher = Arc::clone(querier.searcher());
+            let running = querier.run_query(async move {
+                searcher.search(&tenant, search, Some(progress_tx)).await
+            });
+            tokio::pin!(running);
+            let mut progress_open = true;
+            let outcome = loop {
+                tokio::select! {
+                    progress = progress_rx.recv(), if progress_open => match progress {
+                        Some(p) => {
+                            let _ = out_tx.send(Ok(wire::search_response(&p.traces, &p.metrics)));
+                        }
+                        None => progress_open = false,
+                    },
+                    outcome = &mut running => break outcome,
+                }
+            };
+            // Partial answers sent before the search ended, then the whole.
+            while let Ok(p) = progress_rx.try_recv() {
+                let _ = out_tx.send(Ok(wire::search_response(&p.traces, &p.metrics)));
+            }
+            let status = match outcome.and_then(|o| o) {
+                Ok(outcome) => {
+                    let _ =
+                        out_tx.send(Ok(wire::search_response(&outcome.traces, &outcome.metrics)));
+                    "ok"
+                }
+                Err(error) => {
+                    let _ = out_tx.send(Err(error.grpc_status()));
+                    "error"
+                }
+            };
+            metrics::counter!("strata_query_requests_total", "endpoint" => "grpc_search", "status" => status)
+                .increment(1);
+            metrics::histogram!("strata_query_duration_seconds", "endpoint" => "grpc_search")
+                .record(started.elapsed().as_secs_f64());
+        });
+        let answers = stream::unfold(
+            out_rx,
+            |mut rx| async move { rx.recv().await.map(|m| (m, rx)) },
+        );
+        Ok(Response::new(answers.boxed()))
+    }
+
+    async fn search_tags(
+        &self,
+        request: Request<SearchTagsRequest>,
+    ) -> Result<Response<Self::SearchTagsStream>, Status> {
+        let tenant = tenant(request.metadata())?;
+        let r = request.into_inner();
+        let range = time_range(r.start, r.end).map_err(|e| e.grpc_status())?;
+        let v2 = tag_names(&self.querier, tenant, &r.scope, "", range, usize::MAX)
+            .await
+            .map_err(|e| e.grpc_status())?;
+        Ok(once(tags_v1_response(
+            &v2,
+            &r.scope,
+            limit(r.max_tags_per_scope),
+        )))
+    }
+
+    async fn search_tags_v2(
+        &self,
+        request: Request<SearchTagsRequest>,
+    ) -> Result<Response<Self::SearchTagsV2Stream>, Status> {
+        let tenant = tenant(request.metadata())?;
+        let r = request.into_inner();
+        let range = time_range(r.start, r.end).map_err(|e| e.grpc_status())?;
+        let response = tag_names(
+            &self.querier,
+            tenant,
+            &r.scope,
+            &r.query,
+            range,
+            limit(r.max_tags_per_scope),
+        )
+        .await
+        .map_err(|e| e.grpc_status())?;
+        Ok(once(response))
+    }
+
+    async fn search_tag_values(
+        &self,
+        request: Request<SearchTagValuesRequest>,
+    ) -> Result<Response<Self::SearchTagValuesStream>, Status> {
+        let tenant = tenant(request.metadata())?;
+        let r = request.into_inner();
+        if r.tag_name.is_empty() {
+            return Err(
+                Error::BadRequest("please provide a non-empty tagName".into()).grpc_status(),
+            );
+        }
+        let tag = FieldExpr::Attribute(Attribute {
+            scope: AttributeScope::Unscoped,
+            parent: false,
+            name: r.tag_name.clone(),
+        });
+        let range = time_range(r.start, r.end).map_err(|e| e.grpc_status())?;
+        let values = tag_values(
+            &self.querier,
+            tenant,
+            tag,
+            "",
+            range,
+            limit(r.max_tag_values).min(DEFAULT_TAG_VALUES),
+        )
+        .await
+        .map_err(|e| e.grpc_status())?;
+        Ok(once(wire::tag_values_v1(&values)))
+    }
+
+    async fn search_tag_values_v2(
+        &self,
+        request: Request<SearchTagValuesRequest>,
+    ) -> Result<Response<Self::SearchTagValuesV2Stream>, Status> {
+        let tenant = tenant(request.metadata())?;
+        let r = request.into_inner();
+        let tag = v2_tag(&r.tag_name).map_err(|e| e.grpc_status())?;
+        let range = time_range(r.start, r.end).map_err(|e| e.grpc_status())?;
+        let values = tag_values(
+            &self.querier,
+            tenant,
+            tag,
+            &r.query,
+            range,
+            limit(r.max_tag_values).min(DEFAULT_TAG_VALUES),
+        )
+        .await
+        .map_err(|e| e.grpc_status())?;
+        Ok(once(wire::tag_values_v2(&values)))
+    }
+}

@@ -1,0 +1,550 @@
+//! What a TraceQL search needs from each source: which columns, which rows
+//! (a conservative pre-filter the Parquet reader prunes and filters with),
+//! and whether a block can match at all (its attribute summary).
+//!
+//! The pre-filter is a *superset* of the spans any spanset filter keeps: a
+//! trace can only match if some span matches some filter of the query, and
+//! rows matching none are never needed — except for `parent.` lookups,
+//! which read whole traces. Conditions that cannot be expressed on typed
+//! columns become "true", never an approximation that could drop a match.
+//! Exact evaluation happens afterwards, in [`crate::traceql::eval`].
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Schema};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::Operator;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
+use strata_common::block::BlockSummary;
+use strata_common::block::summary::{SummaryValue, ValueKind, intrinsics};
+use strata_common::layout::{AttrScope, BlockLayout, DedicatedType, structure};
+use strata_common::schema::columns;
+
+use crate::traceql::ast::*;
+use crate::traceql::eval::{Regexes, visit_query_fields};
+
+/// A query compiled for searching.
+#[derive(Debug)]
+pub(crate) struct SearchPlan {
+    /// The query.
+    pub(crate) query: Query,
+    /// Its regexes, compiled once.
+    pub(crate) regexes: Regexes,
+    /// Every spanset filter (`{ ... }`) of the query.
+    leaves: Vec<FieldExpr>,
+    /// Attributes and intrinsics the query reads.
+    fields: Vec<FieldExpr>,
+    /// Whether some field reads the parent span.
+    pub(crate) needs_parent: bool,
+    /// Whether the query uses tree structure.
+    needs_structure: bool,
+    /// Attributes and intrinsics shown on result spans (Tempo shows what
+    /// it fetched for the conditions, and `select()`ed fields).
+    pub(crate) output_fields: Vec<FieldExpr>,
+}
+
+fn collect_leaves(e: &SpansetExpr, out: &mut Vec<FieldExpr>, structural: &mut bool) {
+    match e {
+        SpansetExpr::Filter(f) => out.push(f.clone()),
+        SpansetExpr::Op(op, l, r) => {
+            if !op.is_logical() {
+                *structural = true;
+            }
+            collect_leaves(l, out, structural);
+            collect_leaves(r, out, structural);
+        }
+        SpansetExpr::Pipeline(p) => collect_pipeline(p, out, structural),
+    }
+}
+
+fn collect_pipeline(p: &Pipeline, out: &mut Vec<FieldExpr>, structural: &mut bool) {
+    for stage in &p.stages {
+        if let Stage::Spanset(e) = stage {
+            collect_leaves(e, out, structural);
+        }
+    }
+}
+
+impl SearchPlan {
+    /// Compiles `query`; fails on patterns that do not compile.
+    pub(crate) fn new(query: Query) -> Result<Self, String> {
+        let regexes = Regexes::for_query(&query)?;
+        let mut leaves = Vec::new();
+        let mut needs_structure = false;
+        collect_leaves_top(&query.pipeline, &mut leaves, &mut needs_structure);
+        if leaves.is_empty() {
+            // A pipeline that starts with an aggregate or by(): all spans.
+            leaves.push(FieldExpr::Static(Static::Bool(true)));
+        }
+        let mut fields: Vec<FieldExpr> = Vec::new();
+        visit_query_fields(&query, &mut |f| {
+            if matches!(f, FieldExpr::Attribute(_) | FieldExpr::Intrinsic(_)) && !fields.contains(f)
+            {
+                fields.push(f.clone());
+            }
+        });
+        let needs_parent = fields
+            .iter()
+            .any(|f| matches!(f, FieldExpr::Attribute(a) if a.parent));
+        needs_structure |= needs_parent
+            || fields.iter().any(|f| {
+                matches!(
+                    f,
+                    FieldExpr::Intrinsic(
+                        Intrinsic::ChildCount
+                            | Intrinsic::NestedSetLeft
+                            | Intrinsic::NestedSetRight
+                            | Intrinsic::NestedSetParent
+                    )
+                )
+            });
+        let output_fields = fields
+            .iter()
+            .filter(|f| match f {
+                FieldExpr::Intrinsic(i) => !matches!(
+                    i,
+                    Intrinsic::Name
+                        | Intrinsic::Duration
+                        | Intrinsic::TraceDuration
+                        | Intrinsic::RootName
+                        | Intrinsic::RootService
+                        | Intrinsic::TraceId
+                        | Intrinsic::SpanId
+                ),
+                _ => true,
+            })
+            .cloned()
+            .collect();
+        Ok(Self {
+            query,
+            regexes,
+            leaves,
+            fields,
+            needs_parent,
+            needs_structure,
+            output_fields,
+        })
+    }
+
+    /// Column indices of `schema` the evaluator needs.
+    pub(crate) fn projection(&self, schema: &Schema, layout: &BlockLayout) -> Vec<usize> {
+        let mut names: BTreeSet<String> = [
+            columns::TRACE_ID,
+            columns::SPAN_ID,
+            columns::NAME,
+            columns::START_TIME,
+            columns::DURATION_NANOS,
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+        if self.needs_structure {
+            names.extend(structure::ALL.iter().map(|s| (*s).to_owned()));
+        }
+        let mut span_attrs = false;
+        let mut resource_attrs = false;
+        for f in &self.fields {
+            match f {
+                FieldExpr::Intrinsic(i) => {
+                    let column = match i {
+                        Intrinsic::Kind => Some(columns::KIND),
+                        Intrinsic::Status => Some(columns::STATUS_CODE),
+                        Intrinsic::StatusMessage => Some(columns::STATUS_MESSAGE),
+                        Intrinsic::ParentId => Some(columns::PARENT_SPAN_ID),
+                        Intrinsic::ScopeName => Some(columns::SCOPE_NAME),
+                        Intrinsic::ScopeVersion => Some(columns::SCOPE_VERSION),
+                        Intrinsic::EventName | Intrinsic::EventTimeSinceStart => {
+                            Some(columns::EVENTS)
+                        }
+                        Intrinsic::LinkTraceId | Intrinsic::LinkSpanId => Some(columns::LINKS),
+                        Intrinsic::ChildCount => Some(structure::CHILD_COUNT),
+                        Intrinsic::NestedSetLeft => Some(structure::NESTED_SET_LEFT),
+                        Intrinsic::NestedSetRight => Some(structure::NESTED_SET_RIGHT),
+                        Intrinsic::NestedSetParent => Some(structure::NESTED_SET_PARENT),
+                        _ => None,
+                    };
+                    names.extend(column.map(str::to_owned));
+                }
+                FieldExpr::Attribute(a) => {
+                    match a.scope {
+                        AttributeScope::Span => span_attrs = true,
+                        AttributeScope::Resource => resource_attrs = true,
+                        AttributeScope::Unscoped => {
+                            span_attrs = true;
+                            resource_attrs = true;
+                        }
+                        AttributeScope::Event => {
+                            names.insert(columns::EVENTS.to_owned());
+                        }
+                        AttributeScope::Link => {
+                            names.insert(columns::LINKS.to_owned());
+                        }
+                        AttributeScope::Instrumentation => {
+                            names.insert(columns::SCOPE_ATTRIBUTES.to_owned());
+                        }
+                    }
+                    for scope in [AttrScope::Span, AttrScope::Resource] {
+                        if let Some(d) = layout.dedicated(scope, &a.name) {
+                            names.insert(d.column_name());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if span_attrs {
+            names.insert(columns::ATTRIBUTES.to_owned());
+        }
+        if resource_attrs {
+            names.insert(columns::RESOURCE_ATTRIBUTES.to_owned());
+        }
+        if self.needs_parent {
+            // Whole traces: the parent's attributes may be anywhere.
+            names.insert(columns::ATTRIBUTES.to_owned());
+            names.insert(columns::RESOURCE_ATTRIBUTES.to_owned());
+            for d in &layout.dedicated {
+                names.insert(d.column_name());
+            }
+        }
+        let mut indices: Vec<usize> = names
+            .iter()
+            .filter_map(|n| schema.index_of(n).ok())
+            .collect();
+        indices.sort_unstable();
+        indices
+    }
+
+    /// The row pre-filter for a source with `schema` and `layout`; `None`
+    /// when every row may be needed.
+    pub(crate) fn prefilter(
+        &self,
+        schema: &Schema,
+        layout: &BlockLayout,
+    ) -> Option<Arc<dyn PhysicalExpr>> {
+        if self.needs_parent {
+            return None;
+        }
+        let translator = Translator { schema, layout };
+        let mut any: Option<Arc<dyn PhysicalExpr>> = None;
+        for leaf in &self.leaves {
+            let expr = translator.expr(leaf)?;
+            any = Some(match any {
+                None => expr,
+                Some(prev) => Arc::new(BinaryExpr::new(prev, Operator::Or, expr)),
+            });
+        }
+        any
+    }
+
+    /// Whether a block with this summary can hold a match.
+    pub(crate) fn may_match(&self, summary: &BlockSummary) -> bool {
+        self.leaves.iter().any(|leaf| possible(leaf, summary))
+    }
+}
+
+fn collect_leaves_top(p: &Pipeline, out: &mut Vec<FieldExpr>, structural: &mut bool) {
+    collect_pipeline(p, out, structural);
+}
+
+/// A comparison as (field, op, literal), the literal on the right.
+fn comparison(expr: &FieldExpr) -> Option<(&FieldExpr, BinaryOp, &Static)> {
+    let FieldExpr::Binary(op, l, r) = expr else {
+        return None;
+    };
+    if !op.is_comparison() {
+        return None;
+    }
+    match (l.as_ref(), r.as_ref()) {
+        (f @ (FieldExpr::Attribute(_) | FieldExpr::Intrinsic(_)), FieldExpr::Static(s)) => {
+            Some((f, *op, s))
+        }
+        (FieldExpr::Static(s), f @ (FieldExpr::Attribute(_) | FieldExpr::Intrinsic(_)))
+            if !matches!(op, BinaryOp::Regex | BinaryOp::NotRegex) =>
+        {
+            let flipped = match op {
+                BinaryOp::Lt => BinaryOp::Gt,
+                BinaryOp::Lte => BinaryOp::Gte,
+                BinaryOp::Gt => BinaryOp::Lt,
+                BinaryOp::Gte => BinaryOp::Lte,
+                other => *other,
+            };
+            Some((f, flipped, s))
+        }
+        _ => None,
+    }
+}
+
+struct Translator<'a> {
+    schema: &'a Schema,
+    layout: &'a BlockLayout,
+}
+
+impl Translator<'_> {
+    fn expr(&self, e: &FieldExpr) -> Option<Arc<dyn PhysicalExpr>> {
+        match e {
+            FieldExpr::Static(Static::Bool(false)) => {
+                Some(Arc::new(Literal::new(ScalarValue::Boolean(Some(false)))))
+            }
+            FieldExpr::Binary(BinaryOp::And, l, r) => match (self.expr(l), self.expr(r)) {
+                (Some(a), Some(b)) => Some(Arc::new(BinaryExpr::new(a, Operator::And, b))),
+                (Some(a), None) | (None, Some(a)) => Some(a),
+                (None, None) => None,
+            },
+            FieldExpr::Binary(BinaryOp::Or, l, r) => {
+                let (a, b) = (self.expr(l)?, self.expr(r)?);
+                Some(Arc::new(BinaryExpr::new(a, Operator::Or, b)))
+            }
+            other => {
+                let (field, op, value) = comparison(other)?;
+                self.compare(field, op, value)
+            }
+        }
+    }
+
+    fn column(&self, name: &str) -> Option<(Arc<dyn PhysicalExpr>, DataType)> {
+        let index = self.schema.index_of(name).ok()?;
+        let data_type = self.schema.field(index).data_type().clone();
+        Some((Arc::new(Column::new(name, index)), data_type))
+    }
+
+    fn compare(
+        &self,
+        field: &FieldExpr,
+        op: BinaryOp,
+        value: &Static,
+    ) -> Option<Arc<dyn PhysicalExpr>> {
+        match field {
+            FieldExpr::Intrinsic(i) => {
+                let name = match i {
+                    Intrinsic::Name => columns::NAME,
+                    Intrinsic::StatusMessage => columns::STATUS_MESSAGE,
+                    Intrinsic::ScopeName => columns::SCOPE_NAME,
+                    Intrinsic::ScopeVersion => columns::SCOPE_VERSION,
+                    Intrinsic::Status => columns::STATUS_CODE,
+                    Intrinsic::Kind => columns::KIND,
+                    Intrinsic::Duration => columns::DURATION_NANOS,
+                    Intrinsic::ChildCount => structure::CHILD_COUNT,
+                    Intrinsic::NestedSetLeft => structure::NESTED_SET_LEFT,
+                    Intrinsic::NestedSetRight => structure::NESTED_SET_RIGHT,
+                    Intrinsic::NestedSetParent => structure::NESTED_SET_PARENT,
+                    _ => return None,
+                };
+                self.typed(name, op, value)
+            }
+            FieldExpr::Attribute(a) if !a.parent => match a.scope {
+                AttributeScope::Span => self.dedicated(AttrScope::Span, &a.name, op, value),
+                AttributeScope::Resource => self.dedicated(AttrScope::Resource, &a.name, op, value),
+                AttributeScope::Unscoped => {
+                    let span = self.dedicated(AttrScope::Span, &a.name, op, value)?;
+                    let resource = self.dedicated(AttrScope::Resource, &a.name, op, value)?;
+                    Some(Arc::new(BinaryExpr::new(span, Operator::Or, resource)))
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    fn dedicated(
+        &self,
+        scope: AttrScope,
+        key: &str,
+        op: BinaryOp,
+        value: &Static,
+    ) -> Option<Arc<dyn PhysicalExpr>> {
+        if scope == AttrScope::Resource && key == strata_common::convert::SERVICE_NAME_KEY {
+            return self.typed(columns::SERVICE_NAME, op, value);
+        }
+        let column = self.layout.dedicated(scope, key)?;
+        let fits = matches!(
+            (column.ty, value),
+            (DedicatedType::String, Static::String(_))
+                | (DedicatedType::Int, Static::Int(_))
+                | (DedicatedType::Double, Static::Float(_))
+                | (DedicatedType::Bool, Static::Bool(_))
+        );
+        if !fits {
+            return None;
+        }
+        self.typed(&column.column_name(), op, value)
+    }
+
+    /// `column op literal` for a column whose type fits the literal.
+    fn typed(&self, name: &str, op: BinaryOp, value: &Static) -> Option<Arc<dyn PhysicalExpr>> {
+        let (column, data_type) = self.column(name)?;
+        let scalar = match (&data_type, value) {
+            (DataType::Utf8, Static::String(s)) => {
+                if matches!(op, BinaryOp::Regex | BinaryOp::NotRegex) {
+                    ScalarValue::Utf8(Some(format!("^(?s:{s})$")))
+                } else {
+                    ScalarValue::Utf8(Some(s.clone()))
+                }
+            }
+            (DataType::Int32, Static::Status(s)) if name == columns::STATUS_CODE => {
+                ScalarValue::Int32(Some(s.otlp()))
+            }
+            (DataType::Int32, Static::Kind(k)) if name == columns::KIND => {
+                ScalarValue::Int32(Some(k.otlp()))
+            }
+            (DataType::Int32, Static::Int(i))
+                if name != columns::STATUS_CODE && name != columns::KIND =>
+            {
+                ScalarValue::Int32(Some(i32::try_from(*i).ok()?))
+            }
+            (DataType::Int64, Static::Int(i)) => ScalarValue::Int64(Some(*i)),
+            (DataType::Int64, Static::Duration(d)) if name == columns::DURATION_NANOS => {
+                ScalarValue::Int64(Some(*d))
+            }
+            (DataType::Float64, Static::Float(f)) => ScalarValue::Float64(Some(*f)),
+            (DataType::Boolean, Static::Bool(b)) => ScalarValue::Boolean(Some(*b)),
+            _ => return None,
+        };
+        let operator = match (op, &data_type) {
+            (BinaryOp::Eq, _) => Operator::Eq,
+            (BinaryOp::Neq, _) => Operator::NotEq,
+            (BinaryOp::Lt | BinaryOp::Lte | BinaryOp::Gt | BinaryOp::Gte, DataType::Boolean) => {
+                return None;
+            }
+            (BinaryOp::Lt, _) => Operator::Lt,
+            (BinaryOp::Lte, _) => Operator::LtEq,
+            (BinaryOp::Gt, _) => Operator::Gt,
+            (BinaryOp::Gte, _) => Operator::GtEq,
+            (BinaryOp::Regex, DataType::Utf8) => Operator::RegexMatch,
+            (BinaryOp::NotRegex, DataType::Utf8) => Operator::RegexNotMatch,
+            _ => return None,
+        };
+        if matches!(value, Static::Status(_) | Static::Kind(_))
+            && !matches!(op, BinaryOp::Eq | BinaryOp::Neq)
+        {
+            return None;
+        }
+        Some(Arc::new(BinaryExpr::new(
+            column,
+            operator,
+            Arc::new(Literal::new(scalar)),
+        )))
+    }
+}
+
+/// Whether `expr` can hold for some span of a block with `summary`
+/// (false only when it certainly cannot).
+fn possible(expr: &FieldExpr, summary: &BlockSummary) -> bool {
+    match expr {
+        FieldExpr::Static(Static::Bool(false)) => false,
+        FieldExpr::Binary(BinaryOp::And, l, r) => possible(l, summary) && possible(r, summary),
+        FieldExpr::Binary(BinaryOp::Or, l, r) => possible(l, summary) || possible(r, summary),
+        FieldExpr::Exists(inner, true) => match inner.as_ref() {
+            FieldExpr::Attribute(a) if !a.parent => present(a, summary),
+            _ => true,
+        },
+        other => {
+            let Some((field, op, value)) = comparison(other) else {
+                return true;
+            };
+            match field {
+                FieldExpr::Attribute(a) if !a.parent => {
+                    let scopes: &[&str] = match a.scope {
+                        AttributeScope::Unscoped => &["span", "resource"],
+                        AttributeScope::Span => &["span"],
+                        AttributeScope::Resource => &["resource"],
+                        AttributeScope::Event => &["event"],
+                        AttributeScope::Link => &["link"],
+                        AttributeScope::Instrumentation => &["instrumentation"],
+                    };
+                    scopes
+                        .iter()
+                        .any(|scope| match summary.attribute(scope, &a.name) {
+                            None => false,
+                            Some(key) => value_possible(key, op, value),
+                        })
+                }
+                FieldExpr::Intrinsic(i) if op == BinaryOp::Eq => {
+                    let (name, wanted) = match (i, value) {
+                        (Intrinsic::Name, Static::String(s)) => {
+                            (intrinsics::NAME, SummaryValue::String(s.clone()))
+                        }
+                        (Intrinsic::Status, Static::Status(s)) => {
+                            (intrinsics::STATUS, SummaryValue::Int(i64::from(s.otlp())))
+                        }
+                        (Intrinsic::Kind, Static::Kind(k)) => {
+                            (intrinsics::KIND, SummaryValue::Int(i64::from(k.otlp())))
+                        }
+                        (Intrinsic::RootName, Static::String(s)) if !s.is_empty() => {
+                            (intrinsics::ROOT_NAME, SummaryValue::String(s.clone()))
+                        }
+                        (Intrinsic::RootService, Static::String(s)) if !s.is_empty() => {
+                            (intrinsics::ROOT_SERVICE, SummaryValue::String(s.clone()))
+                        }
+                        (Intrinsic::ScopeName, Static::String(s)) if !s.is_empty() => {
+                            (intrinsics::SCOPE_NAME, SummaryValue::String(s.clone()))
+                        }
+                        _ => return true,
+                    };
+                    summary
+                        .intrinsics
+                        .get(name)
+                        .is_some_and(|k| k.may_contain(&wanted))
+                }
+                _ => true,
+            }
+        }
+    }
+}
+
+fn present(a: &Attribute, summary: &BlockSummary) -> bool {
+    let scopes: &[&str] = match a.scope {
+        AttributeScope::Unscoped => &["span", "resource"],
+        AttributeScope::Span => &["span"],
+        AttributeScope::Resource => &["resource"],
+        AttributeScope::Event => &["event"],
+        AttributeScope::Link => &["link"],
+        AttributeScope::Instrumentation => &["instrumentation"],
+    };
+    scopes
+        .iter()
+        .any(|s| summary.attribute(s, &a.name).is_some())
+}
+
+/// Whether a key with this summary may satisfy `op value`.
+fn value_possible(
+    key: &strata_common::block::summary::KeySummary,
+    op: BinaryOp,
+    value: &Static,
+) -> bool {
+    let numeric = key.count_of(ValueKind::Int) + key.count_of(ValueKind::Double) > 0;
+    // Arrays may hold anything: only rule out what no value type allows.
+    let arrays = key.count_of(ValueKind::Other) > 0;
+    match value {
+        Static::String(s) => {
+            if key.count_of(ValueKind::String) == 0 && !arrays {
+                return false;
+            }
+            if op == BinaryOp::Eq && !arrays {
+                return key.may_contain(&SummaryValue::String(s.clone()));
+            }
+            true
+        }
+        Static::Int(i) => {
+            if !numeric && !arrays {
+                return false;
+            }
+            if op == BinaryOp::Eq && !arrays && key.count_of(ValueKind::Double) == 0 {
+                return key.may_contain(&SummaryValue::Int(*i));
+            }
+            true
+        }
+        Static::Float(_) | Static::Duration(_) => numeric || arrays,
+        Static::Bool(b) => {
+            if key.count_of(ValueKind::Bool) == 0 && !arrays {
+                return false;
+            }
+            if op == BinaryOp::Eq && !arrays {
+                return key.may_contain(&SummaryValue::Bool(*b));
+            }
+            true
+        }
+        _ => true,
+    }
+}
