@@ -303,3 +303,147 @@ async fn with_merging_off_a_pass_only_indexes() {
         TenantIndex::decode(&get_bytes(store.as_ref(), &path).await.unwrap(), &path).unwrap();
     assert_eq!(index.blocks.len(), 3);
 }
+
+#[tokio::test]
+async fn joined_fragments_get_their_structure_and_trace_facts_recomputed() {
+    let (_dir, store) = local_store();
+    let tenant = TenantId::new("acme").unwrap();
+    let base = now_nanos() - 60_000_000_000;
+    let with_parent = |mut s: Span, parent: u8, service_kind: i32| {
+        s.parent_span_id = vec![parent; 8];
+        s.kind = service_kind;
+        s
+    };
+    // Trace 1: the root and one child in the first block; a late
+    // grandchild, whose parent is in the first block, in the second.
+    let root = span(1, 1, base, "root");
+    let child = with_parent(span(1, 2, base + 10, "child"), 1, 3);
+    let late = with_parent(span(1, 3, base + 20, "late"), 2, 2);
+    let first = write(&store, &tenant, vec![root, child]).await;
+    let second = write(&store, &tenant, vec![late]).await;
+
+    // Before the merge the late span is an orphan in its block.
+    let orphan = strata_common::block::read_trace_table(store.as_ref(), &second)
+        .await
+        .unwrap()
+        .entries()
+        .unwrap();
+    assert_eq!(orphan[0].root_span_name, None);
+    assert_eq!(first.format_version, 2);
+
+    let compactor = Compactor::new(Arc::clone(&store), CompactorConfig::default());
+    let report = compactor.run_once(SystemTime::now()).await.unwrap();
+    assert_eq!(report.merge.traces_joined, 1, "{report:?}");
+    let mut cache = MetaCache::default();
+    let state = TenantState::load(store.as_ref(), &tenant, &mut cache)
+        .await
+        .unwrap();
+    let output = state.live.values().next().unwrap();
+
+    // The joined trace's facts span both fragments.
+    let table = strata_common::block::read_trace_table(store.as_ref(), output)
+        .await
+        .unwrap();
+    let entry = table.entry(0).unwrap();
+    assert_eq!(entry.span_count, 3);
+    assert_eq!(entry.root_span_name.as_deref(), Some("span-1"));
+    assert_eq!(entry.start_unix_nano, base);
+    assert_eq!(entry.end_unix_nano, base + 20 + 1_000);
+
+    // The stored nested sets: root [1,6] > child [2,5] > late [3,4].
+    let path = paths::data_path(&tenant, output.block_id);
+    let bytes = get_bytes(store.as_ref(), &path).await.unwrap();
+    let stored: Vec<RecordBatch> =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .unwrap()
+            .build()
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+    let column = |name: &str| -> Vec<i32> {
+        stored
+            .iter()
+            .flat_map(|b| {
+                b.column_by_name(name)
+                    .unwrap()
+                    .as_primitive::<arrow::datatypes::Int32Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    };
+    assert_eq!(column("nested_set_left"), [1, 2, 3]);
+    assert_eq!(column("nested_set_right"), [6, 5, 4]);
+    assert_eq!(column("nested_set_parent"), [-1, 1, 2]);
+    assert_eq!(column("child_count"), [1, 1, 0]);
+    let summary = strata_common::block::read_summary(store.as_ref(), output)
+        .await
+        .unwrap();
+    assert_eq!(summary.attribute("span", "label").unwrap().count, 3);
+}
+
+#[tokio::test]
+async fn version_1_inputs_are_upgraded_by_the_merge() {
+    // The committed version-1 fixture block plus a new block: the output is
+    // version 2, and reads back the same spans.
+    let (dir, store) = local_store();
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../common/tests/fixtures/v1-block/fixture");
+    let tenant = TenantId::new("fixture").unwrap();
+    let target = dir.path().join("fixture");
+    std::fs::create_dir_all(&target).unwrap();
+    for entry in walk(&fixture) {
+        let relative = entry.strip_prefix(&fixture).unwrap();
+        let to = target.join(relative);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &to).unwrap();
+    }
+    let v1: strata_common::BlockId = "019ad000-0000-7000-8000-000000000001".parse().unwrap();
+    let v1_meta = read_meta(store.as_ref(), &tenant, v1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v1_meta.format_version, 1);
+    let v1_rows = read_block(Arc::clone(&store), &v1_meta).await.unwrap();
+    let v1_spans: usize = v1_rows.iter().map(RecordBatch::num_rows).sum();
+    // In the same compaction window as the fixture's spans.
+    let extra = span(0x0c, 1, v1_meta.start_time_unix_nano + 5, "new");
+    let second = write(&store, &tenant, vec![extra]).await;
+
+    let compactor = Compactor::new(Arc::clone(&store), CompactorConfig::default());
+    // The fixture is old: judge the window as of its own time.
+    let now = UNIX_EPOCH + Duration::from_nanos(second.end_time_unix_nano + 1_000_000_000);
+    let report = compactor.run_once(now).await.unwrap();
+    assert_eq!(report.jobs_run, 1, "{report:?}");
+    let mut cache = MetaCache::default();
+    let state = TenantState::load(store.as_ref(), &tenant, &mut cache)
+        .await
+        .unwrap();
+    let output = state.live.values().next().unwrap();
+    assert_eq!(output.format_version, 2);
+    assert_eq!(output.span_count as usize, v1_spans + 1);
+    assert!(
+        output
+            .dedicated_columns
+            .iter()
+            .any(|d| d.column_name() == "span.http.route"),
+        "well-known keys of a version-1 input get their columns: {:?}",
+        output.dedicated_columns
+    );
+    let merged = read_block(Arc::clone(&store), output).await.unwrap();
+    let spans: usize = merged.iter().map(RecordBatch::num_rows).sum();
+    assert_eq!(spans, v1_spans + 1);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -344,3 +344,82 @@ async fn late_spans_of_a_cut_trace_go_to_a_later_block() {
     );
     assert_eq!(stored_spans(&store, &tenant).await, 3);
 }
+
+/// Keeps rows whose span name is `wanted`.
+#[derive(Debug)]
+struct NameIs(&'static str);
+
+impl strata_common::SpanPredicate for NameIs {
+    fn evaluate(
+        &self,
+        batch: &arrow::array::RecordBatch,
+    ) -> strata_common::Result<arrow::array::BooleanArray> {
+        use arrow::array::AsArray;
+        let names = batch
+            .column_by_name(strata_common::schema::columns::NAME)
+            .unwrap()
+            .as_string::<i32>();
+        Ok(names.iter().map(|n| Some(n == Some(self.0))).collect())
+    }
+}
+
+fn rows_by_trace(batches: &[arrow::array::RecordBatch]) -> std::collections::BTreeMap<u8, usize> {
+    use arrow::array::AsArray;
+    let mut out = std::collections::BTreeMap::new();
+    for batch in batches {
+        let ids = batch
+            .column_by_name(strata_common::schema::columns::TRACE_ID)
+            .unwrap()
+            .as_fixed_size_binary();
+        for row in 0..batch.num_rows() {
+            *out.entry(ids.value(row)[0]).or_default() += 1;
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn live_scans_return_whole_selected_traces_of_the_tenant_in_every_stage() {
+    let dir = TempDir::new().unwrap();
+    // A store that refuses uploads: cut blocks wait in the local queue.
+    let faulty = Arc::new(FaultyStore::new(Arc::new(InMemory::new())));
+    faulty.set_failing(true);
+    let store: Arc<dyn ObjectStore> = Arc::clone(&faulty) as Arc<dyn ObjectStore>;
+    let acme = TenantId::new("acme").unwrap();
+    let other = TenantId::new("other").unwrap();
+    let ingester = Ingester::open(store, config(&dir)).await.unwrap();
+    // Traces 1 and 2 contain a "span 2"; trace 3 does not.
+    ingester.push(&acme, request(1, 3), None).await.unwrap();
+    ingester.push(&acme, request(2, 4), None).await.unwrap();
+    ingester.push(&acme, request(3, 2), None).await.unwrap();
+    ingester.push(&other, request(4, 3), None).await.unwrap();
+
+    let selective = strata_common::LiveScan {
+        predicate: Some(Arc::new(NameIs("span 2"))),
+        max_traces: None,
+    };
+    let found = rows_by_trace(&ingester.live_scan(&acme, &selective).await.unwrap());
+    assert_eq!(
+        found,
+        [(1, 3), (2, 4)].into(),
+        "whole traces, only the selected ones"
+    );
+    let everything = strata_common::LiveScan::default();
+    let found = rows_by_trace(&ingester.live_scan(&other, &everything).await.unwrap());
+    assert_eq!(found, [(4, 3)].into(), "another tenant's traces never show");
+    let bounded = strata_common::LiveScan {
+        predicate: None,
+        max_traces: Some(1),
+    };
+    assert_eq!(
+        rows_by_trace(&ingester.live_scan(&acme, &bounded).await.unwrap()).len(),
+        1
+    );
+
+    // Cut into the local queue (the store refuses uploads): still found.
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert!(ingester.cut(false).await.unwrap() > 0);
+    assert_eq!(live_spans(&ingester, &acme, 1).await, 3);
+    let found = rows_by_trace(&ingester.live_scan(&acme, &selective).await.unwrap());
+    assert_eq!(found, [(1, 3), (2, 4)].into());
+}

@@ -51,13 +51,22 @@ fn lezer_verdicts(dir: &Path, queries: &[&str]) -> Vec<bool> {
         input.push_str(&serde_json::to_string(q).unwrap());
         input.push('\n');
     }
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "oracle failed");
     String::from_utf8(output.stdout)
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["ok"].as_bool().unwrap())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["ok"]
+                .as_bool()
+                .unwrap()
+        })
         .collect()
 }
 
@@ -75,7 +84,11 @@ fn parser_agrees_with_the_corpus_and_with_grafanas_grammar() {
         if strata.is_ok() != entry.valid {
             failures.push(format!(
                 "strata {} {:?} ({:?})",
-                if entry.valid { "rejects valid" } else { "accepts invalid" },
+                if entry.valid {
+                    "rejects valid"
+                } else {
+                    "accepts invalid"
+                },
                 entry.q,
                 strata.err().map(|e| e.to_string())
             ));

@@ -18,6 +18,7 @@ mod default_run;
 mod loadgen;
 mod otlp;
 mod outage;
+mod search_api;
 mod support;
 mod validation;
 mod zipkin;

@@ -450,7 +450,10 @@ impl Lexer<'_> {
         let text = &self.src[start..number_end];
         if !is_float && text.len() > 1 && text.starts_with('0') && text.contains(['8', '9']) {
             // Go reads a leading zero as octal, so Tempo refuses `08`.
-            return Err(ParseError::at(pos, format!("invalid digit in octal literal {text:?}")));
+            return Err(ParseError::at(
+                pos,
+                format!("invalid digit in octal literal {text:?}"),
+            ));
         }
         if is_float {
             text.parse::<f64>()
