@@ -16,7 +16,10 @@
 //!   `--block-max-bytes`), the target's "1,000 blocks" case;
 //! - compaction of those blocks with `strata compact --once`: input MB/s per
 //!   CPU second, write amplification, peak RSS, blocks and bytes per span
-//!   before and after, and the same lookups again afterwards.
+//!   before and after, and the same lookups again afterwards;
+//! - the TraceQL search mix (limit 20): latency p50/p99 and spans evaluated
+//!   per second per vCPU, on the first store after a restart (the blocks as
+//!   cut) and on the many-blocks store after compaction.
 //!
 //! Prints JSON (`--json-out`) and appends a Markdown table with the machine,
 //! commit and command to `--markdown` (e.g. `docs/benchmarks.md`).
@@ -84,6 +87,9 @@ struct Args {
     /// Skip compacting the many-blocks store.
     #[arg(long)]
     skip_compaction: bool,
+    /// Times each search of the TraceQL mix runs per phase (0 skips it).
+    #[arg(long, default_value_t = 20)]
+    search_repetitions: usize,
     /// First of the four consecutive ports Strata listens on (HTTP, OTLP
     /// gRPC, OTLP HTTP, Zipkin).
     #[arg(long, default_value_t = 13200)]
@@ -106,6 +112,40 @@ struct LookupPair {
     time_range: QueryReport,
 }
 
+/// One query of the TraceQL search mix, repeated.
+#[derive(Debug, Clone, Default, Serialize)]
+struct SearchReport {
+    /// The query.
+    query: String,
+    /// Latency over the repetitions.
+    latency: Latencies,
+    /// Traces returned (last repetition).
+    traces: usize,
+    /// Spans the engine evaluated exactly (after pruning and pushdown).
+    inspected_spans: u64,
+    /// Sources completed of those planned (less when the limit stopped it).
+    completed_jobs: u64,
+    /// Sources planned.
+    total_jobs: u64,
+    /// Spans of the store covered per second of median latency per vCPU,
+    /// when the search covered every source (a full scan's rate).
+    store_spans_per_second_per_vcpu: Option<f64>,
+}
+
+/// The TraceQL search mix of `reference/workload.md` on TS-1's data,
+/// with Tempo's four reference queries first.
+const SEARCH_MIX: &[&str] = &[
+    r#"{ resource.service.name = "service-03" && span.http.response.status_code >= 500 }"#,
+    "{ status = error }",
+    r#"{ resource.service.name = "no-such-service" }"#,
+    r#"{ span.app.feature = "feature-7" && duration > 100ms }"#,
+    r#"{ name = "GET /api/v1/items" }"#,
+    "{ duration > 1s }",
+    r#"{ span.user.id = "no-such-user" }"#,
+    "{ kind = server } >> { status = error }",
+    "{ status = error } with (most_recent=true)",
+];
+
 #[derive(Debug, Clone, Default, Serialize)]
 struct RunResult {
     ingest: SendReport,
@@ -121,6 +161,7 @@ struct RunResult {
     freshness: Latencies,
     lookup_recent: LookupPair,
     lookup_blocks: LookupPair,
+    search_blocks: Vec<SearchReport>,
     many_blocks: Option<ManyBlocks>,
 }
 
@@ -137,6 +178,7 @@ struct ManyBlocks {
 struct Compaction {
     /// The command's own report (`--json`).
     report: serde_json::Value,
+    search_after: Vec<SearchReport>,
     cpu_seconds: f64,
     wall_seconds: f64,
     peak_rss_bytes: u64,
@@ -501,9 +543,10 @@ async fn one_run(args: &Args, binary: &Path, dir: &Path, seed: u64) -> Result<Ru
     result.raw_over_at_rest = ingest.raw_otlp_bytes_per_span / result.at_rest_bytes_per_span;
     result.ingest = ingest;
 
-    // Lookups from blocks, after a restart (cold caches).
+    // Lookups from blocks, after a restart (cold caches), then searches.
     let server = Server::start(binary, dir, &ports, &[]).await?;
     result.lookup_blocks = lookups(args, &ports, &traces, seed).await?;
+    result.search_blocks = search_mix(args, &ports, spans_in_blocks).await?;
     server.stop().await?;
 
     if args.many_blocks_max_bytes > 0 {
@@ -602,6 +645,7 @@ async fn compact(
     let bytes_written = report["bytes_written"].as_f64().unwrap_or(0.0);
     let server = Server::start(binary, dir, ports, &[]).await?;
     let lookup_after = lookups(args, ports, traces, seed).await?;
+    let search_after = search_mix(args, ports, spans_after).await?;
     server.stop().await?;
     Ok(Compaction {
         cpu_seconds: cpu.as_secs_f64(),
@@ -617,7 +661,57 @@ async fn compact(
         bytes_per_span_after: bytes_after as f64 / spans_after.max(1) as f64,
         report,
         lookup_after,
+        search_after,
     })
+}
+
+/// Runs the TraceQL search mix `--search-repetitions` times each.
+async fn search_mix(args: &Args, ports: &Ports, store_spans: u64) -> Result<Vec<SearchReport>, Error> {
+    if args.search_repetitions == 0 {
+        return Ok(Vec::new());
+    }
+    let client = reqwest::Client::new();
+    let vcpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let mut reports = Vec::new();
+    for query in SEARCH_MIX {
+        let mut samples = Vec::with_capacity(args.search_repetitions);
+        let mut last = serde_json::Value::Null;
+        // One warm-up: block metadata is cached after the first search.
+        for i in 0..=args.search_repetitions {
+            let started = Instant::now();
+            let response = client
+                .get(format!("{}/api/search", ports.query_url()))
+                .query(&[("q", *query), ("limit", "20")])
+                .send()
+                .await?;
+            if !response.status().is_success() {
+                return Err(format!("search {query}: {}", response.text().await?).into());
+            }
+            last = serde_json::from_slice(&response.bytes().await?)?;
+            if i > 0 {
+                samples.push(started.elapsed());
+            }
+        }
+        let latency = Latencies::from_durations(samples);
+        let metric = |name: &str| {
+            let v = &last["metrics"][name];
+            v.as_u64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                .unwrap_or(0)
+        };
+        let (completed_jobs, total_jobs) = (metric("completedJobs"), metric("totalJobs"));
+        reports.push(SearchReport {
+            query: (*query).to_owned(),
+            traces: last["traces"].as_array().map_or(0, Vec::len),
+            inspected_spans: metric("inspectedSpans"),
+            completed_jobs,
+            total_jobs,
+            store_spans_per_second_per_vcpu: (completed_jobs == total_jobs && latency.p50_ms > 0.0)
+                .then(|| store_spans as f64 / (latency.p50_ms / 1e3) / vcpus),
+            latency,
+        });
+    }
+    Ok(reports)
 }
 
 async fn lookups(
@@ -1017,7 +1111,43 @@ fn markdown(report: &Report) -> String {
             &|r| compaction(r).lookup_after.no_range.absent.p50_ms,
         );
     }
-    out.push_str("| TraceQL search mix | not built yet | | |\n");
+    let searches: [(&str, &dyn Fn(&RunResult) -> Option<Vec<SearchReport>>); 2] = [
+        ("blocks as cut, after restart", &|r| Some(r.search_blocks.clone())),
+        ("after compaction", &|r| {
+            r.many_blocks
+                .as_ref()
+                .and_then(|m| m.compaction.as_ref())
+                .map(|c| c.search_after.clone())
+        }),
+    ];
+    for (phase, pick) in searches {
+        let Some(first) = runs.first().and_then(|r| pick(r)) else {
+            continue;
+        };
+        for (i, search) in first.iter().enumerate() {
+            let get = |r: &RunResult| -> SearchReport {
+                pick(r).and_then(|s| s.get(i).cloned()).unwrap_or_default()
+            };
+            let (p50, lo, hi) = spread(runs, &|r: &RunResult| get(r).latency.p50_ms);
+            let (p99, _, _) = spread(runs, &|r: &RunResult| get(r).latency.p99_ms);
+            let (rate, _, _) = spread(runs, &|r: &RunResult| {
+                get(r).store_spans_per_second_per_vcpu.unwrap_or(f64::NAN)
+            });
+            let rate = if rate.is_finite() {
+                format!(", full scan {:.0}M spans/s/vCPU", rate / 1e6)
+            } else {
+                String::new()
+            };
+            out.push_str(&format!(
+                "| search ({phase}) `{}` | p50 {p50:.1} ms, p99 {p99:.1} ms | {lo:.1} – {hi:.1} | {} traces, {} spans evaluated, {}/{} sources{rate} |\n",
+                search.query.replace('|', "\\|"),
+                search.traces,
+                search.inspected_spans,
+                search.completed_jobs,
+                search.total_jobs,
+            ));
+        }
+    }
     out.push_str("| SQL mix | not built yet | | |\n");
     if let Some(ceiling) = &report.generator_ceiling {
         out.push_str(&format!(
