@@ -6,9 +6,11 @@
 //! `Search` streams as sources complete: each message carries the traces
 //! found or changed since the previous one and the cumulative figures;
 //! the last repeats the whole answer, as Tempo's frontend does. Grafana
-//! appends what arrives and keeps the first copy of each trace. The tag
-//! calls answer in one message. The tenant comes from `x-scope-orgid`
-//! metadata.
+//! appends what arrives and keeps the first copy of each trace. Answers
+//! are cut into messages of at most 1 MiB, each with the figures, because
+//! gRPC clients (Grafana's included) refuse messages over 4 MiB by
+//! default. The tag calls answer in one message. The tenant comes from
+//! `x-scope-orgid` metadata.
 
 use std::sync::Arc;
 
@@ -20,16 +22,15 @@ use tokio::sync::mpsc::unbounded_channel;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
-use crate::error::Error;
 use crate::search_api::{
-    DEFAULT_TAG_VALUES, search_request, tag_names, tag_values, tags_v1_response, time_range, v2_tag,
+    DEFAULT_TAG_VALUES, search_request, tag_names, tag_values, tags_v1_response, time_range,
+    v1_tag_values, v2_tag,
 };
 use crate::tempopb::streaming_querier_server::{StreamingQuerier, StreamingQuerierServer};
 use crate::tempopb::{
     SearchRequest, SearchResponse, SearchTagValuesRequest, SearchTagValuesResponse,
     SearchTagValuesV2Response, SearchTagsRequest, SearchTagsResponse, SearchTagsV2Response,
 };
-use crate::traceql::ast::{Attribute, AttributeScope, FieldExpr};
 use crate::{Querier, TENANT_HEADER, wire};
 
 /// The gRPC routes, to merge into the HTTP router.
@@ -49,6 +50,41 @@ fn tenant(metadata: &MetadataMap) -> Result<TenantId, Status> {
 }
 
 type Answer<T> = BoxStream<'static, Result<T, Status>>;
+
+/// Largest message sent: Tempo's `max_grpc_streaming_packet_size`.
+const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// Sends `response` as messages of at most [`MAX_MESSAGE_BYTES`] (a single
+/// larger trace goes alone), each carrying the figures.
+fn send_segmented(
+    out: &tokio::sync::mpsc::UnboundedSender<Result<SearchResponse, Status>>,
+    response: SearchResponse,
+) {
+    use prost::Message;
+    let metrics = response.metrics;
+    let mut batch: Vec<crate::tempopb::TraceSearchMetadata> = Vec::new();
+    let mut size = 0;
+    let mut sent_any = false;
+    for trace in response.traces {
+        let trace_size = trace.encoded_len() + 8;
+        if !batch.is_empty() && size + trace_size > MAX_MESSAGE_BYTES {
+            let _ = out.send(Ok(SearchResponse {
+                traces: std::mem::take(&mut batch),
+                metrics,
+            }));
+            sent_any = true;
+            size = 0;
+        }
+        size += trace_size;
+        batch.push(trace);
+    }
+    if !batch.is_empty() || !sent_any {
+        let _ = out.send(Ok(SearchResponse {
+            traces: batch,
+            metrics,
+        }));
+    }
+}
 
 fn once<T: Send + 'static>(value: T) -> Response<Answer<T>> {
     Response::new(stream::iter([Ok(value)]).boxed())
@@ -86,9 +122,7 @@ impl StreamingQuerier for GrpcQuerier {
             let outcome = loop {
                 tokio::select! {
                     progress = progress_rx.recv(), if progress_open => match progress {
-                        Some(p) => {
-                            let _ = out_tx.send(Ok(wire::search_response(&p.traces, &p.metrics)));
-                        }
+                        Some(p) => send_segmented(&out_tx, wire::search_response(&p.traces, &p.metrics)),
                         None => progress_open = false,
                     },
                     outcome = &mut running => break outcome,
@@ -164,22 +198,11 @@ impl StreamingQuerier for GrpcQuerier {
     ) -> Result<Response<Self::SearchTagValuesStream>, Status> {
         let tenant = tenant(request.metadata())?;
         let r = request.into_inner();
-        if r.tag_name.is_empty() {
-            return Err(
-                Error::BadRequest("please provide a non-empty tagName".into()).grpc_status(),
-            );
-        }
-        let tag = FieldExpr::Attribute(Attribute {
-            scope: AttributeScope::Unscoped,
-            parent: false,
-            name: r.tag_name.clone(),
-        });
         let range = time_range(r.start, r.end).map_err(|e| e.grpc_status())?;
-        let values = tag_values(
+        let values = v1_tag_values(
             &self.querier,
             tenant,
-            tag,
-            "",
+            &r.tag_name,
             range,
             limit(r.max_tag_values).min(DEFAULT_TAG_VALUES),
         )

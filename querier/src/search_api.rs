@@ -81,21 +81,14 @@ pub(crate) fn time_range(start: u32, end: u32) -> Result<Option<TimeRange>, Erro
     if start == 0 && end == 0 {
         return Ok(None);
     }
-    if end != 0 && end <= start {
+    if end <= start {
         return Err(bad(format!(
             "http parameter start must be before end. received start={start} end={end}"
         )));
     }
-    let end = if end == 0 {
-        u64::MAX / 1_000_000_000
-    } else {
-        u64::from(end)
-    };
     Ok(Some(TimeRange {
         start_unix_nano: u64::from(start) * 1_000_000_000,
-        end_unix_nano: end
-            .saturating_mul(1_000_000_000)
-            .saturating_add(999_999_999),
+        end_unix_nano: u64::from(end) * 1_000_000_000 + 999_999_999,
     }))
 }
 
@@ -383,9 +376,13 @@ pub(crate) async fn tag_names(
     if query.len() > MAX_QUERY_BYTES {
         return Err(bad("query too large"));
     }
+    let filter = traceql::lenient_filter(query);
+    if let Some(filter) = &filter {
+        check_condition_groups(filter)?;
+    }
     let searcher = Arc::clone(querier.searcher());
     let names = querier
-        .run_query(async move { searcher.tag_names(&tenant, range).await })
+        .run_query(async move { searcher.tag_names(&tenant, filter, range).await })
         .await??;
     let mut out = Vec::new();
     for s in scopes {
@@ -481,11 +478,18 @@ async fn tags_v2(
 }
 
 /// A v2 tag name: a TraceQL attribute or intrinsic. Grafana encodes the
-/// path segment twice; the router decodes once, so a name that does not
-/// parse but still holds percent-escapes is decoded once more.
+/// path segment twice and the router decodes once, so a name that still
+/// holds an encoded quote (`%22`: names with special characters are always
+/// quoted in TraceQL) or that does not parse is decoded once more.
 pub(crate) fn v2_tag(name: &str) -> Result<FieldExpr, Error> {
     if name.is_empty() {
         return Err(bad("please provide a non-empty tagName"));
+    }
+    if name.contains("%22")
+        && let Ok(decoded) = percent_decode(name)
+        && let Ok(tag) = traceql::parse_identifier(&decoded)
+    {
+        return Ok(tag);
     }
     match traceql::parse_identifier(name) {
         Ok(tag) => Ok(tag),
@@ -503,16 +507,41 @@ pub(crate) fn v2_tag(name: &str) -> Result<FieldExpr, Error> {
     }
 }
 
-/// A v1 tag name: any attribute key (span, else resource).
-fn v1_tag(name: &str) -> Result<FieldExpr, Error> {
+/// The values of a v1 tag name (any attribute key, span then resource),
+/// sorted, with Tempo's virtual values: `status.code` lists the status
+/// keywords and `error` lists `true`, besides any real attribute values.
+pub(crate) async fn v1_tag_values(
+    querier: &Arc<Querier>,
+    tenant: TenantId,
+    name: &str,
+    range: Option<TimeRange>,
+    limit: usize,
+) -> Result<Vec<TagValue>, Error> {
     if name.is_empty() {
         return Err(bad("please provide a non-empty tagName"));
     }
-    Ok(FieldExpr::Attribute(traceql::ast::Attribute {
+    let tag = FieldExpr::Attribute(traceql::ast::Attribute {
         scope: AttributeScope::Unscoped,
         parent: false,
         name: name.to_owned(),
-    }))
+    });
+    let mut values = tag_values(querier, tenant, tag, "", range, limit).await?;
+    let virtual_values: &[&str] = match name {
+        "status.code" => &["error", "ok", "unset"],
+        "error" => &["true"],
+        _ => &[],
+    };
+    for v in virtual_values {
+        if !values.iter().any(|x| x.value == *v) {
+            values.push(TagValue {
+                kind: "string",
+                value: (*v).to_owned(),
+            });
+        }
+    }
+    values.sort_by(|a, b| a.value.cmp(&b.value));
+    values.truncate(limit);
+    Ok(values)
 }
 
 fn percent_decode(text: &str) -> Result<String, ()> {
@@ -545,6 +574,9 @@ pub(crate) async fn tag_values(
         return Err(bad("query too large"));
     }
     let filter = traceql::lenient_filter(query);
+    if let Some(filter) = &filter {
+        check_condition_groups(filter)?;
+    }
     let searcher = Arc::clone(querier.searcher());
     querier
         .run_query(async move {
@@ -553,6 +585,30 @@ pub(crate) async fn tag_values(
                 .await
         })
         .await?
+}
+
+/// Tempo refuses tag filters that expand to more than 100 alternatives
+/// (`max_condition_groups_per_tag_query`): each costs a scan.
+const MAX_CONDITION_GROUPS: u64 = 100;
+
+fn check_condition_groups(filter: &FieldExpr) -> Result<(), Error> {
+    fn groups(e: &FieldExpr) -> u64 {
+        match e {
+            FieldExpr::Binary(traceql::ast::BinaryOp::Or, l, r) => {
+                groups(l).saturating_add(groups(r))
+            }
+            FieldExpr::Binary(traceql::ast::BinaryOp::And, l, r) => {
+                groups(l).saturating_mul(groups(r))
+            }
+            _ => 1,
+        }
+    }
+    if groups(filter) > MAX_CONDITION_GROUPS {
+        return Err(bad(format!(
+            "maximum condition groups reached (limit: {MAX_CONDITION_GROUPS}). Reduce the number of OR conditions in the query"
+        )));
+    }
+    Ok(())
 }
 
 fn tag_from_rest(rest: &str) -> Result<&str, Error> {
@@ -568,9 +624,9 @@ async fn tag_values_v1(
 ) -> Response {
     timed("search_tag_values", async {
         let tenant = tenant(&headers)?;
-        let tag = v1_tag(tag_from_rest(&rest)?)?;
+        let name = tag_from_rest(&rest)?;
         let limit = limit_param(&params, "limit").min(DEFAULT_TAG_VALUES);
-        let values = tag_values(&querier, tenant, tag, "", range_params(&params)?, limit).await?;
+        let values = v1_tag_values(&querier, tenant, name, range_params(&params)?, limit).await?;
         let response = wire::tag_values_v1(&values);
         Ok(match Format::from_headers(&headers) {
             Format::Json => json_response(&tempo_json::tag_values_response(&response)),
@@ -632,6 +688,10 @@ mod tests {
         assert!(search_request(&request(0, 101, 0, 0)).is_err());
         assert!(search_request(&request(0, 0, 20, 10)).is_err());
         assert!(
+            search_request(&request(0, 0, 20, 0)).is_err(),
+            "start without end"
+        );
+        assert!(
             search_request(&request(0, 0, 10, 20))
                 .unwrap()
                 .range
@@ -642,7 +702,13 @@ mod tests {
     #[test]
     fn tag_names_decode_grafanas_double_encoding() {
         assert!(v2_tag("resource.service.name").is_ok());
-        assert!(v2_tag("span%2E%22a%20b%22").is_ok());
+        // `span."a b"` encoded twice arrives decoded once.
+        let tag = v2_tag("span.%22a%20b%22").unwrap();
+        assert_eq!(traceql::display::field(&tag), r#"span."a b""#);
+        assert_eq!(
+            traceql::display::field(&v2_tag("resource.service.name").unwrap()),
+            "resource.service.name"
+        );
         assert!(v2_tag("nope nope").is_err());
         assert!(v2_tag("").is_err());
     }

@@ -297,3 +297,77 @@ async fn raw_grpc_export(endpoint: &str, payload: Vec<u8>) -> tonic::Status {
         .await
         .unwrap_err()
 }
+
+/// Some clients (Tempo's own tooling among them) always send
+/// `X-Scope-OrgID`, empty when no tenant is configured: that is the default
+/// tenant, for ingest (OTLP/HTTP, OTLP/gRPC, Zipkin) and queries alike.
+#[tokio::test]
+async fn an_empty_tenant_header_means_the_default_tenant() {
+    let dir = TempDir::new().unwrap();
+    let strata = Strata::start(
+        dir.path().join("blocks").to_str().unwrap(),
+        dir.path(),
+        Options {
+            args: vec![
+                "--wal-dir".into(),
+                dir.path().join("wal").display().to_string(),
+            ],
+            ..Options::default()
+        },
+    );
+    let (status, _, body) = post(
+        &strata.otlp_http,
+        "application/json",
+        None,
+        Some(""),
+        SAMPLE_JSON.as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+
+    let mut client = TraceServiceClient::connect(strata.otlp_grpc.clone())
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(request_with_spans(vec![Span {
+        trace_id: vec![7; 16],
+        span_id: vec![7; 8],
+        name: "grpc with empty tenant".into(),
+        ..Span::default()
+    }]));
+    request
+        .metadata_mut()
+        .insert("x-scope-orgid", "".parse().unwrap());
+    client.export(request).await.unwrap();
+
+    // Both are the default tenant's: found with no header and with an
+    // empty one, by ID and by search.
+    for tenant in [None, Some("")] {
+        get_ok_eventually(&strata.http, &format!("/api/traces/{SAMPLE_TRACE}"), tenant).await;
+        get_ok_eventually(
+            &strata.http,
+            &format!("/api/traces/{}", hex::encode([7u8; 16])),
+            tenant,
+        )
+        .await;
+        let found = get(
+            &strata.http,
+            "/api/search?q=%7Bname%3D%22grpc%20with%20empty%20tenant%22%7D",
+            None,
+            tenant,
+        )
+        .await;
+        assert_eq!(found.status, 200);
+        let body: serde_json::Value = serde_json::from_slice(&found.body).unwrap();
+        assert_eq!(body["traces"].as_array().unwrap().len(), 1, "{body}");
+    }
+}
+
+async fn get_ok_eventually(base: &str, path: &str, tenant: Option<&str>) {
+    for _ in 0..50 {
+        if get(base, path, None, tenant).await.status == 200 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("{path} never answered 200");
+}

@@ -20,5 +20,6 @@ mod otlp;
 mod outage;
 mod search_api;
 mod support;
+mod traceql_answers;
 mod validation;
 mod zipkin;

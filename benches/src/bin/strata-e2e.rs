@@ -666,7 +666,11 @@ async fn compact(
 }
 
 /// Runs the TraceQL search mix `--search-repetitions` times each.
-async fn search_mix(args: &Args, ports: &Ports, store_spans: u64) -> Result<Vec<SearchReport>, Error> {
+async fn search_mix(
+    args: &Args,
+    ports: &Ports,
+    store_spans: u64,
+) -> Result<Vec<SearchReport>, Error> {
     if args.search_repetitions == 0 {
         return Ok(Vec::new());
     }
@@ -1111,8 +1115,11 @@ fn markdown(report: &Report) -> String {
             &|r| compaction(r).lookup_after.no_range.absent.p50_ms,
         );
     }
-    let searches: [(&str, &dyn Fn(&RunResult) -> Option<Vec<SearchReport>>); 2] = [
-        ("blocks as cut, after restart", &|r| Some(r.search_blocks.clone())),
+    type PickSearches<'a> = &'a dyn Fn(&RunResult) -> Option<Vec<SearchReport>>;
+    let searches: [(&str, PickSearches); 2] = [
+        ("blocks as cut, after restart", &|r| {
+            Some(r.search_blocks.clone())
+        }),
         ("after compaction", &|r| {
             r.many_blocks
                 .as_ref()
@@ -1121,16 +1128,16 @@ fn markdown(report: &Report) -> String {
         }),
     ];
     for (phase, pick) in searches {
-        let Some(first) = runs.first().and_then(|r| pick(r)) else {
+        let Some(first) = runs.first().and_then(pick) else {
             continue;
         };
         for (i, search) in first.iter().enumerate() {
             let get = |r: &RunResult| -> SearchReport {
                 pick(r).and_then(|s| s.get(i).cloned()).unwrap_or_default()
             };
-            let (p50, lo, hi) = spread(runs, &|r: &RunResult| get(r).latency.p50_ms);
-            let (p99, _, _) = spread(runs, &|r: &RunResult| get(r).latency.p99_ms);
-            let (rate, _, _) = spread(runs, &|r: &RunResult| {
+            let (p50, lo, hi) = spread(runs, |r: &RunResult| get(r).latency.p50_ms);
+            let (p99, _, _) = spread(runs, |r: &RunResult| get(r).latency.p99_ms);
+            let (rate, _, _) = spread(runs, |r: &RunResult| {
                 get(r).store_spans_per_second_per_vcpu.unwrap_or(f64::NAN)
             });
             let rate = if rate.is_finite() {

@@ -480,7 +480,9 @@ impl SummaryBuilder {
             // trace): count a run with one hash.
             let mut run: Option<(&str, u64)> = None;
             for value in column.iter().flatten() {
-                if name == intrinsics::STATUS_MESSAGE && value.is_empty() {
+                // Most spans have no status message and many scopes no
+                // name or version: "" is not a value to offer.
+                if value.is_empty() {
                     continue;
                 }
                 match &mut run {

@@ -218,7 +218,8 @@ impl Tree<'_> {
     /// turn, children in row (start-time) order, one counter from 1. A span
     /// whose parent is not in the trace, and everything under it, keeps 0.
     /// Zipkin's shared client/server span IDs are told apart by kind; more
-    /// than two spans with one ID make the tree unknowable: all 0.
+    /// than two spans with one ID make the tree unknowable: all 0. Child
+    /// counts are the spans whose parent is this one, root or not.
     fn number(
         &self,
         left: &mut [i32],
@@ -239,9 +240,6 @@ impl Tree<'_> {
             if self.parents.is_null(row) {
                 roots.push(i);
             }
-        }
-        if roots.is_empty() {
-            return;
         }
         let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
         for i in 0..n {
@@ -270,6 +268,7 @@ impl Tree<'_> {
                 children[p].push(i);
             }
         }
+        // Child counts hold even where the tree has no root (a fragment).
         for (i, c) in children.iter().enumerate() {
             children_n[i] = i32::try_from(c.len()).unwrap_or(i32::MAX);
         }

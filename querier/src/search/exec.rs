@@ -136,6 +136,11 @@ fn spanset_match(
                 })
                 .collect();
             SpanMatch {
+                keys: if plan.collect_keys {
+                    columns.keys(row)
+                } else {
+                    Vec::new()
+                },
                 span_id,
                 name: columns.name(row).unwrap_or_default().to_owned(),
                 start_unix_nano: columns.start(row).unwrap_or(0) as u64,

@@ -132,13 +132,26 @@ impl Searcher {
         request: SearchRequest,
         progress: Option<UnboundedSender<SearchProgress>>,
     ) -> Result<SearchOutcome> {
+        self.run(tenant, request, progress, false).await
+    }
+
+    /// [`Searcher::search`], optionally listing every attribute key of the
+    /// result spans.
+    async fn run(
+        &self,
+        tenant: &TenantId,
+        request: SearchRequest,
+        progress: Option<UnboundedSender<SearchProgress>>,
+        collect_keys: bool,
+    ) -> Result<SearchOutcome> {
         if request.query.metrics.is_some() {
             return Err(Error::BadRequest(
                 "this is a TraceQL metrics query: run it with /api/metrics/query_range".into(),
             ));
         }
         let most_recent = request.query.most_recent();
-        let plan = Arc::new(SearchPlan::new(request.query).map_err(Error::BadRequest)?);
+        let plan =
+            Arc::new(SearchPlan::new(request.query, collect_keys).map_err(Error::BadRequest)?);
         let limits = Limits {
             spss: request.spans_per_spanset.max(1),
             range: request.range,
@@ -171,7 +184,7 @@ impl Searcher {
 
         // Live data first: it is the newest.
         let live_filter = plan
-            .prefilter(&span_schema(), &BlockLayout::v1())
+            .prefilter(&span_schema(), &BlockLayout::v1(), None)
             .map(|expr| Arc::new(PhysicalPredicate(expr)) as Arc<dyn SpanPredicate>);
         for source in &self.live {
             let scan = LiveScan {
@@ -244,7 +257,7 @@ impl Searcher {
         let layout = meta.layout();
         let schema = layout.stored_schema();
         let projection = plan.projection(&schema, &layout);
-        let predicate = plan.prefilter(&schema, &layout);
+        let predicate = plan.prefilter(&schema, &layout, Some(&summary));
         let scan = self.scanner.plan(meta, Some(projection), predicate)?;
         let mut stream = self.scanner.execute(&scan)?;
         let mut table = None;

@@ -43,6 +43,9 @@ pub(crate) struct SearchPlan {
     /// Attributes and intrinsics shown on result spans (Tempo shows what
     /// it fetched for the conditions, and `select()`ed fields).
     pub(crate) output_fields: Vec<FieldExpr>,
+    /// Whether result spans list every attribute key they have (for tag
+    /// names under a filter).
+    pub(crate) collect_keys: bool,
 }
 
 fn collect_leaves(e: &SpansetExpr, out: &mut Vec<FieldExpr>, structural: &mut bool) {
@@ -69,7 +72,7 @@ fn collect_pipeline(p: &Pipeline, out: &mut Vec<FieldExpr>, structural: &mut boo
 
 impl SearchPlan {
     /// Compiles `query`; fails on patterns that do not compile.
-    pub(crate) fn new(query: Query) -> Result<Self, String> {
+    pub(crate) fn new(query: Query, collect_keys: bool) -> Result<Self, String> {
         let regexes = Regexes::for_query(&query)?;
         let mut leaves = Vec::new();
         let mut needs_structure = false;
@@ -125,6 +128,7 @@ impl SearchPlan {
             needs_parent,
             needs_structure,
             output_fields,
+            collect_keys,
         })
     }
 
@@ -194,6 +198,13 @@ impl SearchPlan {
                 _ => {}
             }
         }
+        if self.collect_keys {
+            span_attrs = true;
+            resource_attrs = true;
+            for column in [columns::SCOPE_ATTRIBUTES, columns::EVENTS, columns::LINKS] {
+                names.insert(column.to_owned());
+            }
+        }
         if span_attrs {
             names.insert(columns::ATTRIBUTES.to_owned());
         }
@@ -201,7 +212,10 @@ impl SearchPlan {
             names.insert(columns::RESOURCE_ATTRIBUTES.to_owned());
         }
         if self.needs_parent {
-            // Whole traces: the parent's attributes may be anywhere.
+            // Whole traces: the parent's attributes may be anywhere, and
+            // parents are found by span ID.
+            names.insert(columns::PARENT_SPAN_ID.to_owned());
+            names.insert(columns::KIND.to_owned());
             names.insert(columns::ATTRIBUTES.to_owned());
             names.insert(columns::RESOURCE_ATTRIBUTES.to_owned());
             for d in &layout.dedicated {
@@ -217,16 +231,24 @@ impl SearchPlan {
     }
 
     /// The row pre-filter for a source with `schema` and `layout`; `None`
-    /// when every row may be needed.
+    /// when every row may be needed. Conditions on dedicated attribute
+    /// columns are pushed only when `summary` shows every value that could
+    /// satisfy them is in the column (none in the lists, e.g. floats beside
+    /// an int column, or arrays).
     pub(crate) fn prefilter(
         &self,
         schema: &Schema,
         layout: &BlockLayout,
+        summary: Option<&BlockSummary>,
     ) -> Option<Arc<dyn PhysicalExpr>> {
         if self.needs_parent {
             return None;
         }
-        let translator = Translator { schema, layout };
+        let translator = Translator {
+            schema,
+            layout,
+            summary,
+        };
         let mut any: Option<Arc<dyn PhysicalExpr>> = None;
         for leaf in &self.leaves {
             let expr = translator.expr(leaf)?;
@@ -279,6 +301,7 @@ fn comparison(expr: &FieldExpr) -> Option<(&FieldExpr, BinaryOp, &Static)> {
 struct Translator<'a> {
     schema: &'a Schema,
     layout: &'a BlockLayout,
+    summary: Option<&'a BlockSummary>,
 }
 
 impl Translator<'_> {
@@ -347,6 +370,35 @@ impl Translator<'_> {
         }
     }
 
+    /// Whether every value of `key` that a comparison with `value` could
+    /// hold for is of type `in_column` (so a column of that type holds it).
+    fn column_is_complete(
+        &self,
+        scope: AttrScope,
+        key: &str,
+        in_column: ValueKind,
+        value: &Static,
+    ) -> bool {
+        let Some(summary) = self.summary else {
+            return false;
+        };
+        // Absent from the block: nothing can match, any filter will do.
+        let Some(key) = summary.attribute(scope.as_str(), key) else {
+            return true;
+        };
+        let comparable: &[ValueKind] = match value {
+            Static::String(_) => &[ValueKind::String, ValueKind::Other],
+            Static::Int(_) | Static::Float(_) | Static::Duration(_) => {
+                &[ValueKind::Int, ValueKind::Double, ValueKind::Other]
+            }
+            Static::Bool(_) => &[ValueKind::Bool, ValueKind::Other],
+            _ => return false,
+        };
+        comparable
+            .iter()
+            .all(|kind| *kind == in_column || key.count_of(*kind) == 0)
+    }
+
     fn dedicated(
         &self,
         scope: AttrScope,
@@ -355,17 +407,20 @@ impl Translator<'_> {
         value: &Static,
     ) -> Option<Arc<dyn PhysicalExpr>> {
         if scope == AttrScope::Resource && key == strata_common::convert::SERVICE_NAME_KEY {
+            if !self.column_is_complete(scope, key, ValueKind::String, value) {
+                return None;
+            }
             return self.typed(columns::SERVICE_NAME, op, value);
         }
         let column = self.layout.dedicated(scope, key)?;
-        let fits = matches!(
-            (column.ty, value),
-            (DedicatedType::String, Static::String(_))
-                | (DedicatedType::Int, Static::Int(_))
-                | (DedicatedType::Double, Static::Float(_))
-                | (DedicatedType::Bool, Static::Bool(_))
-        );
-        if !fits {
+        let (fits, kind) = match (column.ty, value) {
+            (DedicatedType::String, Static::String(_)) => (true, ValueKind::String),
+            (DedicatedType::Int, Static::Int(_)) => (true, ValueKind::Int),
+            (DedicatedType::Double, Static::Float(_)) => (true, ValueKind::Double),
+            (DedicatedType::Bool, Static::Bool(_)) => (true, ValueKind::Bool),
+            _ => (false, ValueKind::Other),
+        };
+        if !fits || !self.column_is_complete(scope, key, kind, value) {
             return None;
         }
         self.typed(&column.column_name(), op, value)

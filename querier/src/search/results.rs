@@ -25,6 +25,8 @@ pub struct SpanMatch {
     pub duration_nanos: u64,
     /// Attributes the query read, by name.
     pub attributes: Vec<(String, Value<'static>)>,
+    /// Every attribute key of the span, by scope, when asked for.
+    pub keys: Vec<(&'static str, String)>,
 }
 
 /// A spanset in a result.
@@ -94,15 +96,15 @@ impl TraceMatch {
 
     /// Adds another source's view of the same trace.
     pub(crate) fn merge(&mut self, other: TraceMatch) {
-        if self.root_service_name.as_deref().unwrap_or("").is_empty() {
-            if let Some(s) = other.root_service_name.filter(|s| !s.is_empty()) {
-                self.root_service_name = Some(s);
-            }
+        if self.root_service_name.as_deref().unwrap_or("").is_empty()
+            && let Some(s) = other.root_service_name.filter(|s| !s.is_empty())
+        {
+            self.root_service_name = Some(s);
         }
-        if self.root_span_name.as_deref().unwrap_or("").is_empty() {
-            if let Some(s) = other.root_span_name.filter(|s| !s.is_empty()) {
-                self.root_span_name = Some(s);
-            }
+        if self.root_span_name.as_deref().unwrap_or("").is_empty()
+            && let Some(s) = other.root_span_name.filter(|s| !s.is_empty())
+        {
+            self.root_span_name = Some(s);
         }
         self.start_unix_nano = self.start_unix_nano.min(other.start_unix_nano);
         self.end_unix_nano = self.end_unix_nano.max(other.end_unix_nano);

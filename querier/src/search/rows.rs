@@ -236,6 +236,38 @@ impl<'a> Columns<'a> {
         self.duration.map(|c| c.value(row))
     }
 
+    /// Every attribute key of `row`, by scope (`span`, `resource`,
+    /// `instrumentation`, `event`, `link`).
+    pub(crate) fn keys(&self, row: usize) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let mut list_keys = |scope: &'static str, list: Option<&AttributeList<'a>>, item: usize| {
+            if let Some(list) = list
+                && list.list.is_valid(item)
+            {
+                let offsets = list.list.value_offsets();
+                for i in offsets[item] as usize..offsets[item + 1] as usize {
+                    out.push((scope, list.keys.value(i).to_owned()));
+                }
+            }
+        };
+        list_keys("span", self.span_attributes.as_ref(), row);
+        list_keys("resource", self.resource_attributes.as_ref(), row);
+        list_keys("instrumentation", self.scope_attributes.as_ref(), row);
+        for (scope, nested) in [
+            ("event", self.events.as_ref()),
+            ("link", self.links.as_ref()),
+        ] {
+            if let Some(nested) = nested {
+                for index in 0..nested.count(row) {
+                    if let Some(item) = nested.item(row, index) {
+                        list_keys(scope, nested.attributes.as_ref(), item);
+                    }
+                }
+            }
+        }
+        out
+    }
+
     fn dedicated_value(&self, scope: AttrScope, key: &str, row: usize) -> Value<'a> {
         let Some(array) = self.dedicated.get(&(scope, key)) else {
             return Value::Nil;
@@ -289,36 +321,37 @@ pub(crate) fn trace_id_hex(bytes: &[u8]) -> String {
 pub(crate) struct TraceRows<'a> {
     pub(crate) columns: &'a Columns<'a>,
     pub(crate) entry: &'a TraceEntry,
-    /// Row by nested-set left bound, for `parent.` (built when needed).
-    pub(crate) by_left: Option<HashMap<i32, usize>>,
+    /// Rows by span ID, for `parent.` (built when needed).
+    by_span_id: Option<HashMap<&'a [u8], Vec<usize>>>,
 }
 
 impl<'a> TraceRows<'a> {
-    /// The rows of a trace.
+    /// The rows of a trace; `index_parents` prepares `parent.` lookups.
     pub(crate) fn new(
         columns: &'a Columns<'a>,
         rows: std::ops::Range<usize>,
         entry: &'a TraceEntry,
         index_parents: bool,
     ) -> Self {
-        let by_left = index_parents.then(|| {
-            columns
-                .left
-                .map(|left| {
-                    rows.clone()
-                        .filter(|r| left.value(*r) != 0)
-                        .map(|r| (left.value(r), r))
-                        .collect()
-                })
-                .unwrap_or_default()
+        let by_span_id = index_parents.then(|| {
+            let mut map: HashMap<&'a [u8], Vec<usize>> = HashMap::new();
+            if let Some(ids) = columns.span_id {
+                for row in rows {
+                    map.entry(ids.value(row)).or_default().push(row);
+                }
+            }
+            map
         });
         Self {
             columns,
             entry,
-            by_left,
+            by_span_id,
         }
     }
 }
+
+const KIND_SERVER: i32 = 2;
+const KIND_CLIENT: i32 = 3;
 
 impl SpanAccess for TraceRows<'_> {
     fn attribute(
@@ -470,12 +503,30 @@ impl SpanAccess for TraceRows<'_> {
         }
     }
 
+    /// The parent by span ID (so a span finds its parent even where an
+    /// ancestor further up is missing); Zipkin's shared client/server IDs
+    /// are told apart by kind, as when numbering the tree.
     fn parent(&self, row: usize) -> Option<usize> {
-        let parent = self.columns.parent?.value(row);
-        if parent <= 0 {
+        let parents = self.columns.parent_span_id?;
+        if parents.is_null(row) {
             return None;
         }
-        self.by_left.as_ref()?.get(&parent).copied()
+        let candidates = self.by_span_id.as_ref()?.get(parents.value(row))?;
+        match candidates.as_slice() {
+            [one] => Some(*one).filter(|p| *p != row),
+            [a, b] => {
+                let kinds = self.columns.kind?;
+                let want = if kinds.value(row) == KIND_SERVER {
+                    KIND_CLIENT
+                } else {
+                    KIND_SERVER
+                };
+                [*a, *b]
+                    .into_iter()
+                    .find(|c| *c != row && kinds.value(*c) == want)
+            }
+            _ => None,
+        }
     }
 
     fn nested_set(&self, row: usize) -> NestedSet {

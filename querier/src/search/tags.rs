@@ -87,20 +87,47 @@ impl Searcher {
                 predicate: None,
                 max_traces: Some(LIVE_TRACES_FOR_TAGS),
             };
-            for batch in source.scan(tenant, &scan).await? {
-                builder.add_batch(&batch)?;
-            }
+            add_canonical(&mut builder, source.scan(tenant, &scan).await?)?;
         }
         Ok(builder.finish())
     }
 
-    /// Attribute keys per scope (`resource`, `span`, ...).
+    /// Attribute keys per scope (`resource`, `span`, ...); with `filter`,
+    /// only keys of spans the filter selects.
     pub async fn tag_names(
         &self,
         tenant: &TenantId,
+        filter: Option<FieldExpr>,
         range: Option<TimeRange>,
     ) -> Result<BTreeMap<&'static str, BTreeSet<String>>> {
         let mut out: BTreeMap<&'static str, BTreeSet<String>> = BTreeMap::new();
+        if let Some(filter) = filter {
+            let query = Query {
+                pipeline: Pipeline {
+                    stages: vec![Stage::Spanset(SpansetExpr::Filter(filter))],
+                },
+                metrics: None,
+                hints: Vec::new(),
+            };
+            let request = SearchRequest {
+                query,
+                limit: TRACES_FOR_FILTERED_VALUES,
+                spans_per_spanset: 100,
+                range,
+            };
+            let outcome = self.run(tenant, request, None, true).await?;
+            for span in outcome
+                .traces
+                .iter()
+                .flat_map(|t| &t.spansets)
+                .flat_map(|s| &s.spans)
+            {
+                for (scope, key) in &span.keys {
+                    out.entry(scope).or_default().insert(key.clone());
+                }
+            }
+            return Ok(out);
+        }
         for meta in self.blocks_in(tenant, range) {
             let keys = &meta.attribute_keys;
             for (scope, names) in [
@@ -267,6 +294,18 @@ impl Searcher {
         values.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         Ok(values.into_iter().take(limit).map(|(v, _)| v).collect())
     }
+}
+
+/// Summarises canonical rows as a block writer does, root names included.
+fn add_canonical(
+    builder: &mut SummaryBuilder,
+    batches: Vec<arrow::array::RecordBatch>,
+) -> Result<()> {
+    for batch in batches.iter().filter(|b| b.num_rows() > 0) {
+        builder.add_batch(batch)?;
+        builder.add_traces(&strata_common::block::derive(batch, 0)?.traces);
+    }
+    Ok(())
 }
 
 fn keyword(value: &str) -> TagValue {

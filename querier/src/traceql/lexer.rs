@@ -35,24 +35,23 @@ pub(crate) enum Tok {
 
 impl Tok {
     /// How the token reads in an error message.
+    /// As Tempo names tokens in its messages: their text, `$end` for the
+    /// end of the query.
     pub(crate) fn describe(&self) -> String {
         match self {
-            Self::Ident(s) => format!("`{s}`"),
-            Self::Str(s) => format!("string {s:?}"),
-            Self::Int(i) => format!("number {i}"),
-            Self::Float(f) => format!("number {f}"),
-            Self::Duration(_) => "a duration".to_owned(),
+            Self::Ident(s) => s.clone(),
+            Self::Str(s) => format!("{s:?}"),
+            Self::Int(i) => i.to_string(),
+            Self::Float(f) => f.to_string(),
+            Self::Duration(d) => format!("{d}ns"),
             Self::Attr {
                 parent,
                 scope,
                 name,
-            } => format!(
-                "attribute `{}{scope}{name}`",
-                if *parent { "parent." } else { "" }
-            ),
-            Self::ScopeColon(s) => format!("`{s}:`"),
-            Self::Sym(s) => format!("`{s}`"),
-            Self::Eof => "end of query".to_owned(),
+            } => format!("{}{scope}{name}", if *parent { "parent." } else { "" }),
+            Self::ScopeColon(s) => format!("{s}:"),
+            Self::Sym(s) => (*s).to_owned(),
+            Self::Eof => "$end".to_owned(),
         }
     }
 }
@@ -402,7 +401,7 @@ impl Lexer<'_> {
         while self.peek().is_some_and(|c| c.is_ascii_digit()) {
             self.bump();
         }
-        if self.peek() == Some('.') && !self.peek_at(1).is_some_and(|c| c == '.') {
+        if self.peek() == Some('.') && self.peek_at(1).is_none_or(|c| c != '.') {
             is_float = true;
             self.bump();
             while self.peek().is_some_and(|c| c.is_ascii_digit()) {
@@ -456,14 +455,19 @@ impl Lexer<'_> {
             ));
         }
         if is_float {
-            text.parse::<f64>()
-                .map(Tok::Float)
-                .map_err(|e| ParseError::at(pos, format!("invalid number {text:?}: {e}")))
+            text.parse::<f64>().map(Tok::Float).map_err(|_| {
+                ParseError::at(
+                    pos,
+                    format!("strconv.ParseFloat: parsing {text:?}: invalid syntax"),
+                )
+            })
         } else {
             text.parse::<i64>().map(Tok::Int).map_err(|_| {
                 ParseError::at(
                     pos,
-                    format!("invalid integer {text:?}: out of range (use minInt or maxInt)"),
+                    format!(
+                        "strconv.Atoi: parsing {text:?}: value out of range (minInt and maxInt name the limits)"
+                    ),
                 )
             })
         }

@@ -252,7 +252,7 @@ impl Parser {
         if self.eat_sym(sym) {
             Ok(())
         } else {
-            Err(self.unexpected(&format!("`{sym}`")))
+            Err(self.unexpected(sym))
         }
     }
 
@@ -260,7 +260,7 @@ impl Parser {
         if *self.peek() == Tok::Eof {
             Ok(())
         } else {
-            Err(self.unexpected("end of query"))
+            Err(self.unexpected("$end"))
         }
     }
 
@@ -295,9 +295,9 @@ impl Parser {
         }
         if *self.peek() != Tok::Eof {
             return Err(self.unexpected(if hints.is_empty() {
-                "`|`, a spanset operator, `with` or end of query"
+                "|, a spanset operator, with or $end"
             } else {
-                "end of query"
+                "$end"
             }));
         }
         Ok(Query {
@@ -532,7 +532,7 @@ impl Parser {
             }
             let field = self.field_expr()?;
             if !self.is_sym("}") {
-                return Err(self.unexpected("`}` or an operator"));
+                return Err(self.unexpected("} or an operator"));
             }
             self.next();
             return Ok(SpansetExpr::Filter(field));
@@ -549,7 +549,7 @@ impl Parser {
             }
             return Ok(SpansetExpr::Pipeline(Box::new(Pipeline { stages })));
         }
-        Err(self.unexpected("`{` or `(`"))
+        Err(self.unexpected("{ or ("))
     }
 
     /// A field expression, as inside `{ }`.

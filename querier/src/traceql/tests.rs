@@ -158,7 +158,7 @@ fn tempo_examples_parse_and_print_back_to_the_same_tree() {
 fn errors_say_where_and_what() {
     assert_eq!(
         err("{ .a = }"),
-        "parse error at line 1, col 8: syntax error: unexpected `}`, expecting a field, attribute or value"
+        "parse error at line 1, col 8: syntax error: unexpected }, expecting a field, attribute or value"
     );
     assert!(err("{ attribute = 4 }").contains("unknown identifier: attribute"));
     assert!(err("{ .a == 4 }").starts_with("parse error at line 1, col 7"));

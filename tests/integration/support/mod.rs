@@ -6,6 +6,8 @@ pub mod process;
 pub mod proxy;
 pub mod sdk;
 pub mod storage;
+pub mod trace_dataset;
+pub mod traceql_oracle;
 
 use std::time::Duration;
 
