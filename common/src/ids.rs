@@ -62,6 +62,19 @@ impl TraceId {
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
+
+    /// Hex without leading zeros, as Tempo prints trace IDs in search
+    /// results and compares them in TraceQL (`trace:id`, `link:traceID`).
+    pub fn to_short_hex(&self) -> String {
+        short_hex(&self.0)
+    }
+}
+
+/// Lowercase hex of `bytes` without leading zeros (see
+/// [`TraceId::to_short_hex`]).
+pub fn short_hex(bytes: &[u8]) -> String {
+    let hex = hex::encode(bytes);
+    hex.trim_start_matches('0').to_owned()
 }
 
 impl fmt::Display for TraceId {

@@ -485,18 +485,19 @@ pub(crate) fn v2_tag(name: &str) -> Result<FieldExpr, Error> {
     if name.is_empty() {
         return Err(bad("please provide a non-empty tagName"));
     }
+    let decoded = percent_encoding::percent_decode_str(name).decode_utf8();
     if name.contains("%22")
-        && let Ok(decoded) = percent_decode(name)
-        && let Ok(tag) = traceql::parse_identifier(&decoded)
+        && let Ok(decoded) = &decoded
+        && let Ok(tag) = traceql::parse_identifier(decoded)
     {
         return Ok(tag);
     }
     match traceql::parse_identifier(name) {
         Ok(tag) => Ok(tag),
         Err(first) => {
-            if let Ok(decoded) = percent_decode(name)
+            if let Ok(decoded) = &decoded
                 && decoded != name
-                && let Ok(tag) = traceql::parse_identifier(&decoded)
+                && let Ok(tag) = traceql::parse_identifier(decoded)
             {
                 return Ok(tag);
             }
@@ -542,23 +543,6 @@ pub(crate) async fn v1_tag_values(
     values.sort_by(|a, b| a.value.cmp(&b.value));
     values.truncate(limit);
     Ok(values)
-}
-
-fn percent_decode(text: &str) -> Result<String, ()> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).map_err(|_| ())?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| ())
 }
 
 /// The values of a tag.

@@ -12,13 +12,6 @@ use crate::tempopb;
 use crate::traceql::ast::{Kind, Status};
 use crate::traceql::eval::Value;
 
-/// Trace IDs as Tempo prints them in search results: lowercase hex
-/// without leading zeros.
-fn trace_id(id: &strata_common::TraceId) -> String {
-    let hex = id.to_hex();
-    hex.trim_start_matches('0').to_owned()
-}
-
 fn u32_saturating(v: u64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
 }
@@ -54,7 +47,7 @@ fn trace_metadata(t: &TraceMatch) -> tempopb::TraceSearchMetadata {
         _ => ROOT_SPAN_NOT_YET_RECEIVED.to_owned(),
     };
     tempopb::TraceSearchMetadata {
-        trace_id: trace_id(&t.trace_id),
+        trace_id: t.trace_id.to_short_hex(),
         root_service_name,
         root_trace_name: t.root_span_name.clone().unwrap_or_default(),
         start_time_unix_nano: t.start_unix_nano,

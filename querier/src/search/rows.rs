@@ -310,13 +310,6 @@ impl<'a> Columns<'a> {
     }
 }
 
-/// Hex of an ID with leading zeros removed, as Tempo prints trace IDs.
-pub(crate) fn trace_id_hex(bytes: &[u8]) -> String {
-    let hex = hex::encode(bytes);
-    let trimmed = hex.trim_start_matches('0');
-    trimmed.to_owned()
-}
-
 /// One trace's rows of a batch, with its facts.
 pub(crate) struct TraceRows<'a> {
     pub(crate) columns: &'a Columns<'a>,
@@ -442,7 +435,7 @@ impl SpanAccess for TraceRows<'_> {
             Intrinsic::RootService => Value::Str(Cow::Owned(
                 entry.root_service_name.clone().unwrap_or_default(),
             )),
-            Intrinsic::TraceId => Value::Str(Cow::Owned(trace_id_hex(entry.trace_id.as_bytes()))),
+            Intrinsic::TraceId => Value::Str(Cow::Owned(entry.trace_id.to_short_hex())),
             Intrinsic::ScopeName => s(c.scope_name.map(|n| n.value(row))),
             Intrinsic::ScopeVersion => s(c.scope_version.map(|n| n.value(row))),
             Intrinsic::EventName | Intrinsic::EventTimeSinceStart => {
@@ -495,7 +488,7 @@ impl SpanAccess for TraceRows<'_> {
                     return Value::Nil;
                 }
                 Value::Str(Cow::Owned(if intrinsic == Intrinsic::LinkTraceId {
-                    trace_id_hex(ids.value(item))
+                    strata_common::ids::short_hex(ids.value(item))
                 } else {
                     hex::encode(ids.value(item))
                 }))
