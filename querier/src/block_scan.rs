@@ -11,11 +11,14 @@
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
+use datafusion::datasource::physical_plan::parquet::ParquetRowSelection;
 use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
+use datafusion::datasource::table_schema::TableSchema;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -27,6 +30,8 @@ use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use futures::StreamExt;
 use object_store::ObjectStore;
+use parquet::arrow::RowNumber;
+use parquet::arrow::arrow_reader::RowSelection;
 use strata_common::schema::columns;
 use strata_common::{BlockId, BlockMeta, TraceId, paths, span_schema};
 use tracing::warn;
@@ -36,6 +41,9 @@ use crate::error::Result;
 
 /// The URL under which the block store is registered with DataFusion.
 const STORE_URL: &str = "strata://blocks";
+
+/// Name of the virtual column holding each row's index in its file.
+pub(crate) const ROW_NUMBER: &str = "row_number";
 
 /// Runs span scans over blocks.
 pub(crate) struct BlockScanner {
@@ -138,17 +146,27 @@ impl BlockScanner {
     }
 
     /// A scan of a block's stored rows: the `projection` columns (all when
-    /// `None`) of rows the reader keeps for `predicate`. Row groups and
-    /// pages are pruned by the predicate's statistics and rows filtered
-    /// while decoding; rows come in block order.
+    /// `None`) of rows the reader keeps for `predicate`, within `rows` when
+    /// given. Row groups and pages are pruned by the predicate's statistics
+    /// and by `rows`, and rows filtered while decoding; rows come in block
+    /// order. With `row_numbers`, the table gains a last column, `row_number`
+    /// (`Int64`, the row's index in the file), which `projection` may name.
     pub(crate) fn plan(
         &self,
         meta: &BlockMeta,
         projection: Option<Vec<usize>>,
         predicate: Option<Arc<dyn PhysicalExpr>>,
+        row_numbers: bool,
+        rows: Option<RowSelection>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let layout = meta.layout();
-        let mut source = ParquetSource::new(layout.stored_schema())
+        let mut table = TableSchema::builder(layout.stored_schema());
+        if row_numbers {
+            table = table.with_virtual_columns(vec![Arc::new(
+                Field::new(ROW_NUMBER, DataType::Int64, false).with_extension_type(RowNumber),
+            ) as FieldRef]);
+        }
+        let mut source = ParquetSource::new(table.build())
             .with_pushdown_filters(true)
             .with_enable_page_index(true)
             .with_parquet_file_reader_factory(Arc::clone(&self.reader_factory) as _);
@@ -156,8 +174,11 @@ impl BlockScanner {
             source = source.with_predicate(predicate);
         }
         let path = paths::data_path(&meta.tenant, meta.block_id);
-        let file = PartitionedFile::new(path.to_string(), meta.data_size_bytes)
+        let mut file = PartitionedFile::new(path.to_string(), meta.data_size_bytes)
             .with_metadata_size_hint(usize::try_from(meta.footer_size_bytes).unwrap_or(0));
+        if let Some(rows) = rows {
+            file = file.with_extension(ParquetRowSelection::new(rows));
+        }
         let config = FileScanConfigBuilder::new(self.store_url.clone(), Arc::new(source))
             .with_file(file)
             .with_projection_indices(projection)?
@@ -187,7 +208,7 @@ impl BlockScanner {
         predicate: Arc<dyn PhysicalExpr>,
     ) -> Result<BlockScan> {
         let layout = meta.layout();
-        let scan = self.plan(meta, None, Some(Arc::clone(&predicate)))?;
+        let scan = self.plan(meta, None, Some(Arc::clone(&predicate)), false, None)?;
         // Row-level pushdown already filters; the FilterExec guarantees exact
         // results even where the reader could only prune by statistics.
         let plan: Arc<dyn ExecutionPlan> =

@@ -521,6 +521,30 @@ impl TraceTable {
         None
     }
 
+    /// The rows of trace `index` in `data.parquet`.
+    pub fn rows(&self, index: usize) -> std::ops::Range<u64> {
+        let first: &Int64Array = self.column(1);
+        let count: &Int64Array = self.column(2);
+        let start = first.value(index).max(0) as u64;
+        start..start + count.value(index).max(0) as u64
+    }
+
+    /// The trace holding row `row` of `data.parquet`, by binary search.
+    pub fn trace_of_row(&self, row: u64) -> Option<usize> {
+        let first: &Int64Array = self.column(1);
+        let row = i64::try_from(row).ok()?;
+        let after = first.values().partition_point(|f| *f <= row);
+        let index = after.checked_sub(1)?;
+        self.rows(index).contains(&(row as u64)).then_some(index)
+    }
+
+    /// Earliest start and latest end of trace `index`, Unix nanoseconds.
+    pub fn time_range(&self, index: usize) -> (u64, u64) {
+        let start: &TimestampNanosecondArray = self.column(3);
+        let end: &TimestampNanosecondArray = self.column(4);
+        (start.value(index) as u64, end.value(index) as u64)
+    }
+
     /// The entry at `index`.
     pub fn entry(&self, index: usize) -> Result<TraceEntry> {
         let ids: &FixedSizeBinaryArray = self.column(0);
@@ -681,6 +705,11 @@ mod tests {
         let table =
             TraceTable::decode(encode_trace_table(std::slice::from_ref(&entry)).unwrap()).unwrap();
         assert_eq!(table.find(&entry.trace_id), Some(0));
+        assert_eq!(table.rows(0), 3..7);
+        assert_eq!(table.trace_of_row(2), None);
+        assert_eq!(table.trace_of_row(3), Some(0));
+        assert_eq!(table.trace_of_row(6), Some(0));
+        assert_eq!(table.trace_of_row(7), None);
         assert_eq!(table.find(&TraceId::new([8; 16])), None);
         assert_eq!(table.entry(0).unwrap(), entry);
     }

@@ -25,6 +25,7 @@ use arrow::array::{AsArray, BooleanArray, RecordBatch};
 use arrow::compute::concat_batches;
 use datafusion::physical_expr::PhysicalExpr;
 use futures::{StreamExt, TryStreamExt};
+use parquet::arrow::arrow_reader::RowSelection;
 use strata_common::block::{TraceEntry, derive, read_block, to_stored};
 use strata_common::layout::BlockLayout;
 use strata_common::{BlockMeta, LiveScan, LiveTraceSource, SpanPredicate, TenantId, span_schema};
@@ -232,7 +233,13 @@ impl Searcher {
         Ok(finish(&combiner, metrics))
     }
 
-    /// Searches one block.
+    /// Searches one block, in two steps. First the pre-filter alone runs
+    /// over its typed columns, yielding row numbers only; the trace table
+    /// turns them into candidate traces. Then only the candidates' rows are
+    /// read with every column the query needs — in growing chunks until
+    /// enough traces match (all at once with `most_recent`). A selective
+    /// condition thus costs its own columns plus a few pages per result,
+    /// not every projected column of every matching row.
     async fn search_block(
         &self,
         plan: &SearchPlan,
@@ -249,69 +256,143 @@ impl Searcher {
             let found = evaluate_canonical(plan, batches, limits, want, &mut metrics)?;
             return Ok((found, metrics));
         }
+        let started = std::time::Instant::now();
         let store = self.blocks.store().as_ref();
         let summary = self.metadata.summary(store, meta).await?;
         if !plan.may_match(&summary) {
             return Ok((Vec::new(), metrics));
         }
+        let table = self.metadata.trace_table(store, meta).await?;
         let layout = meta.layout();
         let schema = layout.stored_schema();
-        let projection = plan.projection(&schema, &layout);
         let predicate = plan.prefilter(&schema, &layout, Some(&summary));
-        let scan = self.scanner.plan(meta, Some(projection), predicate)?;
-        let mut stream = self.scanner.execute(&scan)?;
-        let mut table = None;
+
+        // Step 1: candidate traces, in block order.
+        let mut candidates: Vec<usize> = match &predicate {
+            None => (0..table.len()).collect(),
+            Some(predicate) => {
+                let row_number = schema.fields().len();
+                let scan = self.scanner.plan(
+                    meta,
+                    Some(vec![row_number]),
+                    Some(Arc::clone(predicate)),
+                    true,
+                    None,
+                )?;
+                let mut stream = self.scanner.execute(&scan)?;
+                let mut traces = Vec::new();
+                while let Some(batch) = stream.try_next().await? {
+                    let rows = batch
+                        .column(0)
+                        .as_primitive_opt::<arrow::datatypes::Int64Type>()
+                        .ok_or_else(|| {
+                            strata_common::Error::corrupt("row numbers are not Int64")
+                        })?;
+                    for row in rows.values() {
+                        if let Some(trace) = table.trace_of_row(*row as u64)
+                            && traces.last() != Some(&trace)
+                        {
+                            traces.push(trace);
+                        }
+                    }
+                }
+                metrics.inspected_bytes += BlockScanner::bytes_scanned(&scan);
+                traces
+            }
+        };
+        if let Some(range) = limits.range {
+            candidates.retain(|&t| {
+                let (start, end) = table.time_range(t);
+                end >= range.start_unix_nano && start <= range.end_unix_nano
+            });
+        }
+        let candidate_count = candidates.len();
+
+        // Step 2: the candidates' rows, every needed column.
+        let projection = plan.projection(&schema, &layout);
+        let total_rows = usize::try_from(meta.span_count).unwrap_or(usize::MAX);
         let mut found = Vec::new();
-        // Rows of the last trace of a batch, which may continue in the next.
-        let mut carry: Option<RecordBatch> = None;
-        loop {
-            let next = stream.try_next().await?;
-            let done = next.is_none();
-            let batch = match (carry.take(), next) {
-                (Some(c), Some(b)) => concat_batches(&b.schema(), &[c, b])
-                    .map_err(|e| strata_common::Error::corrupt(format!("joining rows: {e}")))?,
-                (Some(c), None) => c,
-                (None, Some(b)) => b,
-                (None, None) => break,
-            };
-            if batch.num_rows() == 0 {
-                if done {
+        let mut chunk = match want {
+            Some(w) => (w * 2).max(32),
+            None => candidates.len().max(1),
+        };
+        let mut remaining: &[usize] = &candidates;
+        while !remaining.is_empty() {
+            let (now, later) = remaining.split_at(chunk.min(remaining.len()));
+            remaining = later;
+            chunk *= 4;
+            let ranges = now.iter().map(|&t| {
+                let rows = table.rows(t);
+                rows.start as usize..rows.end as usize
+            });
+            let selection = RowSelection::from_consecutive_ranges(ranges, total_rows);
+            let scan = self.scanner.plan(
+                meta,
+                Some(projection.clone()),
+                predicate.clone(),
+                false,
+                Some(selection),
+            )?;
+            let mut stream = self.scanner.execute(&scan)?;
+            // Rows of the last trace of a batch, which may continue in the next.
+            let mut carry: Option<RecordBatch> = None;
+            loop {
+                let next = stream.try_next().await?;
+                let done = next.is_none();
+                let batch = match (carry.take(), next) {
+                    (Some(c), Some(b)) => concat_batches(&b.schema(), &[c, b])
+                        .map_err(|e| strata_common::Error::corrupt(format!("joining rows: {e}")))?,
+                    (Some(c), None) => c,
+                    (None, Some(b)) => b,
+                    (None, None) => break,
+                };
+                if batch.num_rows() == 0 {
+                    if done {
+                        break;
+                    }
+                    continue;
+                }
+                let columns = Columns::new(&batch, &layout);
+                let mut runs = trace_runs(&columns, batch.num_rows());
+                if !done && let Some(last) = runs.pop() {
+                    carry = Some(batch.slice(last.start, last.len()));
+                }
+                if !runs.is_empty() {
+                    let mut entry_of =
+                        |_: usize, id: &strata_common::TraceId| -> Option<TraceEntry> {
+                            table.find(id).and_then(|i| table.entry(i).ok())
+                        };
+                    evaluate_runs(
+                        plan,
+                        &batch,
+                        &layout,
+                        &runs,
+                        &mut entry_of,
+                        limits,
+                        want,
+                        &mut metrics,
+                        &mut found,
+                    )
+                    .map_err(|e| Error::BadRequest(e.to_string()))?;
+                }
+                if done || want.is_some_and(|w| found.len() >= w) {
                     break;
                 }
-                continue;
             }
-            let columns = Columns::new(&batch, &layout);
-            let mut runs = trace_runs(&columns, batch.num_rows());
-            if !done && let Some(last) = runs.pop() {
-                carry = Some(batch.slice(last.start, last.len()));
-            }
-            if runs.is_empty() {
-                continue;
-            }
-            if table.is_none() {
-                table = Some(self.metadata.trace_table(store, meta).await?);
-            }
-            let Some(table) = table.as_ref() else { break };
-            let mut entry_of = |_: usize, id: &strata_common::TraceId| -> Option<TraceEntry> {
-                table.find(id).and_then(|i| table.entry(i).ok())
-            };
-            evaluate_runs(
-                plan,
-                &batch,
-                &layout,
-                &runs,
-                &mut entry_of,
-                limits,
-                want,
-                &mut metrics,
-                &mut found,
-            )
-            .map_err(|e| Error::BadRequest(e.to_string()))?;
-            if done || want.is_some_and(|w| found.len() >= w) {
+            metrics.inspected_bytes += BlockScanner::bytes_scanned(&scan);
+            if want.is_some_and(|w| found.len() >= w) {
                 break;
             }
         }
-        metrics.inspected_bytes = BlockScanner::bytes_scanned(&scan);
+        tracing::debug!(
+            block = %meta.block_id,
+            elapsed_us = started.elapsed().as_micros() as u64,
+            candidates = candidate_count,
+            traces = metrics.inspected_traces,
+            found = found.len(),
+            bytes = metrics.inspected_bytes,
+            "searched a block"
+        );
         Ok((found, metrics))
     }
 }
