@@ -545,6 +545,52 @@ impl TraceTable {
         (start.value(index) as u64, end.value(index) as u64)
     }
 
+    /// Spans with status error, per trace.
+    pub fn error_counts(&self) -> &[i64] {
+        let errors: &Int64Array = self.column(7);
+        errors.values()
+    }
+
+    /// Trace durations in nanoseconds, per trace.
+    pub fn durations(&self) -> Vec<i64> {
+        let start: &TimestampNanosecondArray = self.column(3);
+        let end: &TimestampNanosecondArray = self.column(4);
+        start
+            .values()
+            .iter()
+            .zip(end.values())
+            .map(|(s, e)| e.saturating_sub(*s))
+            .collect()
+    }
+
+    /// Root service (`""` when no root), per trace.
+    pub fn root_service_names(&self) -> &StringArray {
+        self.column(5)
+    }
+
+    /// Root span name (`""` when no root), per trace.
+    pub fn root_span_names(&self) -> &StringArray {
+        self.column(6)
+    }
+
+    /// Whether each trace has spans of `service`.
+    pub fn has_service(&self, service: &str) -> Vec<bool> {
+        let stats = self.batch.column(8).as_list::<i32>();
+        let names = stats
+            .values()
+            .as_struct_opt()
+            .and_then(|s| s.column(0).as_string_opt::<i32>());
+        let offsets = stats.value_offsets();
+        (0..self.len())
+            .map(|i| {
+                names.is_some_and(|names| {
+                    (offsets[i] as usize..offsets[i + 1] as usize)
+                        .any(|j| names.value(j) == service)
+                })
+            })
+            .collect()
+    }
+
     /// The entry at `index`.
     pub fn entry(&self, index: usize) -> Result<TraceEntry> {
         let ids: &FixedSizeBinaryArray = self.column(0);

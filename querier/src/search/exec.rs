@@ -7,7 +7,7 @@ use strata_common::TraceId;
 use strata_common::block::TraceEntry;
 use strata_common::layout::BlockLayout;
 
-use super::plan::SearchPlan;
+use super::plan::{DirectKeys, SearchPlan};
 use super::results::{SearchMetrics, SpanMatch, SpansetMatch, TraceMatch};
 use super::rows::{Columns, TraceRows};
 use crate::trace_by_id::TimeRange;
@@ -46,6 +46,7 @@ pub(crate) fn evaluate_runs(
     plan: &SearchPlan,
     batch: &RecordBatch,
     layout: &BlockLayout,
+    direct: &DirectKeys,
     runs: &[Range<usize>],
     entry_of: &mut dyn FnMut(usize, &TraceId) -> Option<TraceEntry>,
     limits: Limits,
@@ -53,7 +54,7 @@ pub(crate) fn evaluate_runs(
     metrics: &mut SearchMetrics,
     out: &mut Vec<TraceMatch>,
 ) -> Result<(), EvalError> {
-    let columns = Columns::new(batch, layout);
+    let columns = Columns::new(batch, layout, direct);
     for (index, run) in runs.iter().enumerate() {
         if want.is_some_and(|w| out.len() >= w) {
             break;

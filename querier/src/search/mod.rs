@@ -39,7 +39,7 @@ pub(crate) use tags::go_float;
 pub use tags::{ATTRIBUTE_SCOPES, INTRINSIC_TAGS, TagValue};
 
 use self::exec::{Limits, evaluate_runs, trace_runs};
-use self::plan::SearchPlan;
+use self::plan::{DirectKeys, SearchPlan};
 use self::results::Combiner;
 use self::rows::Columns;
 use crate::block_scan::BlockScanner;
@@ -233,9 +233,11 @@ impl Searcher {
         Ok(finish(&combiner, metrics))
     }
 
-    /// Searches one block, in two steps. First the pre-filter alone runs
-    /// over its typed columns, yielding row numbers only; the trace table
-    /// turns them into candidate traces. Then only the candidates' rows are
+    /// Searches one block, in two steps. First candidate traces: from the
+    /// trace table's facts when they can tell (errors, services, roots,
+    /// durations), else by running the pre-filter alone over its typed
+    /// columns, yielding row numbers only, which the trace table turns into
+    /// traces. Then only the candidates' rows are
     /// read with every column the query needs — in growing chunks until
     /// enough traces match (all at once with `most_recent`). A selective
     /// condition thus costs its own columns plus a few pages per result,
@@ -267,10 +269,23 @@ impl Searcher {
         let schema = layout.stored_schema();
         let predicate = plan.prefilter(&schema, &layout, Some(&summary));
 
-        // Step 1: candidate traces, in block order.
-        let mut candidates: Vec<usize> = match &predicate {
-            None => (0..table.len()).collect(),
-            Some(predicate) => {
+        // Step 1: candidate traces, in block order: from the trace table
+        // when its facts tell exactly, else by the pre-filter scan
+        // (narrowed further by the table's facts when they tell a part).
+        let from_table = plan.trace_candidates(&table);
+        let table_traces = |traces: &[bool]| -> Vec<usize> {
+            traces
+                .iter()
+                .enumerate()
+                .filter(|(_, keep)| **keep)
+                .map(|(t, _)| t)
+                .collect()
+        };
+        let mut candidates: Vec<usize> = match (&from_table, &predicate) {
+            (Some((traces, true)), _) => table_traces(traces),
+            (Some((traces, false)), None) => table_traces(traces),
+            (None, None) => (0..table.len()).collect(),
+            (_, Some(predicate)) => {
                 let row_number = schema.fields().len();
                 let scan = self.scanner.plan(
                     meta,
@@ -288,9 +303,11 @@ impl Searcher {
                         .ok_or_else(|| {
                             strata_common::Error::corrupt("row numbers are not Int64")
                         })?;
+                    let narrowed = from_table.as_ref().map(|(t, _)| t);
                     for row in rows.values() {
                         if let Some(trace) = table.trace_of_row(*row as u64)
                             && traces.last() != Some(&trace)
+                            && narrowed.is_none_or(|t| t[trace])
                         {
                             traces.push(trace);
                         }
@@ -309,7 +326,8 @@ impl Searcher {
         let candidate_count = candidates.len();
 
         // Step 2: the candidates' rows, every needed column.
-        let projection = plan.projection(&schema, &layout);
+        let direct = plan.direct_keys(&layout, Some(&summary));
+        let projection = plan.projection(&schema, &layout, &direct);
         let total_rows = usize::try_from(meta.span_count).unwrap_or(usize::MAX);
         let mut found = Vec::new();
         let mut chunk = match want {
@@ -352,7 +370,7 @@ impl Searcher {
                     }
                     continue;
                 }
-                let columns = Columns::new(&batch, &layout);
+                let columns = Columns::new(&batch, &layout, &direct);
                 let mut runs = trace_runs(&columns, batch.num_rows());
                 if !done && let Some(last) = runs.pop() {
                     carry = Some(batch.slice(last.start, last.len()));
@@ -366,6 +384,7 @@ impl Searcher {
                         plan,
                         &batch,
                         &layout,
+                        &direct,
                         &runs,
                         &mut entry_of,
                         limits,
@@ -422,7 +441,8 @@ fn evaluate_canonical(
     let derived = derive(&batch, 0)?;
     let layout = BlockLayout::current(Vec::new());
     let stored = to_stored(&batch, derived.structure, &layout)?;
-    let columns = Columns::new(&stored, &layout);
+    let direct = DirectKeys::default();
+    let columns = Columns::new(&stored, &layout, &direct);
     let runs = trace_runs(&columns, stored.num_rows());
     let entries = derived.traces;
     let mut entry_of = |run: usize, _: &strata_common::TraceId| entries.get(run).cloned();
@@ -431,6 +451,7 @@ fn evaluate_canonical(
         plan,
         &stored,
         &layout,
+        &direct,
         &runs,
         &mut entry_of,
         limits,

@@ -12,18 +12,23 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use arrow::array::Array;
 use arrow::datatypes::{DataType, Schema};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{BinaryExpr, Column, Literal};
-use strata_common::block::BlockSummary;
 use strata_common::block::summary::{SummaryValue, ValueKind, intrinsics};
+use strata_common::block::{BlockSummary, TraceTable};
 use strata_common::layout::{AttrScope, BlockLayout, DedicatedType, structure};
 use strata_common::schema::columns;
 
 use crate::traceql::ast::*;
 use crate::traceql::eval::{Regexes, visit_query_fields};
+
+/// Attributes read straight from their dedicated column (see
+/// [`SearchPlan::direct_keys`]).
+pub(crate) type DirectKeys = std::collections::HashSet<(AttrScope, String)>;
 
 /// A query compiled for searching.
 #[derive(Debug)]
@@ -132,8 +137,66 @@ impl SearchPlan {
         })
     }
 
-    /// Column indices of `schema` the evaluator needs.
-    pub(crate) fn projection(&self, schema: &Schema, layout: &BlockLayout) -> Vec<usize> {
+    /// The attributes the query reads that a block's dedicated columns
+    /// (and `service_name`) answer alone: its summary shows every value of
+    /// the key has the column's type, so the first occurrence of the key in
+    /// a span is the value moved into the column. Their attribute lists
+    /// need not be read.
+    pub(crate) fn direct_keys(
+        &self,
+        layout: &BlockLayout,
+        summary: Option<&BlockSummary>,
+    ) -> DirectKeys {
+        let mut direct = DirectKeys::default();
+        let Some(summary) = summary else {
+            return direct;
+        };
+        for field in &self.fields {
+            let FieldExpr::Attribute(a) = field else {
+                continue;
+            };
+            let scopes: &[AttrScope] = match a.scope {
+                AttributeScope::Span => &[AttrScope::Span],
+                AttributeScope::Resource => &[AttrScope::Resource],
+                AttributeScope::Unscoped => &[AttrScope::Span, AttrScope::Resource],
+                _ => &[],
+            };
+            for scope in scopes {
+                let Some(key) = summary.attribute(scope.as_str(), &a.name) else {
+                    // Absent from the block: always nil, no list needed.
+                    direct.insert((*scope, a.name.clone()));
+                    continue;
+                };
+                let kind = if *scope == AttrScope::Resource
+                    && a.name == strata_common::convert::SERVICE_NAME_KEY
+                {
+                    Some(ValueKind::String)
+                } else {
+                    layout.dedicated(*scope, &a.name).map(|d| match d.ty {
+                        DedicatedType::String => ValueKind::String,
+                        DedicatedType::Int => ValueKind::Int,
+                        DedicatedType::Double => ValueKind::Double,
+                        DedicatedType::Bool => ValueKind::Bool,
+                    })
+                };
+                if let Some(kind) = kind
+                    && key.count_of(kind) == key.count
+                {
+                    direct.insert((*scope, a.name.clone()));
+                }
+            }
+        }
+        direct
+    }
+
+    /// Column indices of `schema` the evaluator needs, given the keys read
+    /// from their columns alone.
+    pub(crate) fn projection(
+        &self,
+        schema: &Schema,
+        layout: &BlockLayout,
+        direct: &DirectKeys,
+    ) -> Vec<usize> {
         let mut names: BTreeSet<String> = [
             columns::TRACE_ID,
             columns::SPAN_ID,
@@ -172,12 +235,14 @@ impl SearchPlan {
                     names.extend(column.map(str::to_owned));
                 }
                 FieldExpr::Attribute(a) => {
+                    let listed =
+                        |scope: AttrScope| !direct.contains(&(scope, a.name.clone())) || a.parent;
                     match a.scope {
-                        AttributeScope::Span => span_attrs = true,
-                        AttributeScope::Resource => resource_attrs = true,
+                        AttributeScope::Span => span_attrs |= listed(AttrScope::Span),
+                        AttributeScope::Resource => resource_attrs |= listed(AttrScope::Resource),
                         AttributeScope::Unscoped => {
-                            span_attrs = true;
-                            resource_attrs = true;
+                            span_attrs |= listed(AttrScope::Span);
+                            resource_attrs |= listed(AttrScope::Resource);
                         }
                         AttributeScope::Event => {
                             names.insert(columns::EVENTS.to_owned());
@@ -193,6 +258,9 @@ impl SearchPlan {
                         if let Some(d) = layout.dedicated(scope, &a.name) {
                             names.insert(d.column_name());
                         }
+                    }
+                    if a.name == strata_common::convert::SERVICE_NAME_KEY {
+                        names.insert(columns::SERVICE_NAME.to_owned());
                     }
                 }
                 _ => {}
@@ -260,6 +328,31 @@ impl SearchPlan {
         any
     }
 
+    /// Candidate traces of a block read from its trace table alone, when
+    /// every spanset filter can be narrowed by trace-level facts there
+    /// (status error → traces with errors; `resource.service.name = "x"` →
+    /// traces with spans of `x`; root name and service; trace duration;
+    /// `&&` intersects, `||` unites), and whether they are exact (every
+    /// condition was trace-level: each candidate holds a matching span).
+    /// `None` when some filter cannot be narrowed.
+    pub(crate) fn trace_candidates(&self, table: &TraceTable) -> Option<(Vec<bool>, bool)> {
+        if self.needs_parent {
+            return None;
+        }
+        let mut any: Option<(Vec<bool>, bool)> = None;
+        for leaf in &self.leaves {
+            let (traces, exact) = trace_level(leaf, table)?;
+            any = Some(match any {
+                None => (traces, exact),
+                Some((prev, prev_exact)) => (
+                    prev.iter().zip(traces).map(|(a, b)| *a || b).collect(),
+                    prev_exact && exact,
+                ),
+            });
+        }
+        any
+    }
+
     /// Whether a block with this summary can hold a match.
     pub(crate) fn may_match(&self, summary: &BlockSummary) -> bool {
         self.leaves.iter().any(|leaf| possible(leaf, summary))
@@ -268,6 +361,106 @@ impl SearchPlan {
 
 fn collect_leaves_top(p: &Pipeline, out: &mut Vec<FieldExpr>, structural: &mut bool) {
     collect_pipeline(p, out, structural);
+}
+
+/// Traces of `table` that can hold a span satisfying `expr`, when the
+/// trace-level facts tell, and whether exactly (every such trace holds one:
+/// the condition is about the trace, or about whether some span has an
+/// error or a service, and nothing else).
+fn trace_level(expr: &FieldExpr, table: &TraceTable) -> Option<(Vec<bool>, bool)> {
+    match expr {
+        // A conjunction of conditions on different spans' facts is only a
+        // superset (the error span need not be the service's span).
+        FieldExpr::Binary(BinaryOp::And, l, r) => {
+            match (trace_level(l, table), trace_level(r, table)) {
+                (Some((a, ea)), Some((b, eb))) => Some((
+                    a.iter().zip(b).map(|(x, y)| *x && y).collect(),
+                    ea && eb && (trace_wide(l) || trace_wide(r)),
+                )),
+                (Some((a, _)), None) | (None, Some((a, _))) => Some((a, false)),
+                (None, None) => None,
+            }
+        }
+        FieldExpr::Binary(BinaryOp::Or, l, r) => {
+            let ((a, ea), (b, eb)) = (trace_level(l, table)?, trace_level(r, table)?);
+            Some((a.iter().zip(b).map(|(x, y)| *x || y).collect(), ea && eb))
+        }
+        other => {
+            let (field, op, value) = comparison(other)?;
+            let traces = match (field, op, value) {
+                (
+                    FieldExpr::Intrinsic(Intrinsic::Status),
+                    BinaryOp::Eq,
+                    Static::Status(Status::Error),
+                ) => Some(table.error_counts().iter().map(|e| *e > 0).collect()),
+                (FieldExpr::Attribute(a), BinaryOp::Eq, Static::String(s))
+                    if !a.parent
+                        && a.scope == AttributeScope::Resource
+                        && a.name == strata_common::convert::SERVICE_NAME_KEY =>
+                {
+                    Some(table.has_service(s))
+                }
+                (
+                    FieldExpr::Intrinsic(i @ (Intrinsic::RootName | Intrinsic::RootService)),
+                    op,
+                    Static::String(s),
+                ) if matches!(op, BinaryOp::Eq | BinaryOp::Neq) => {
+                    let names = if *i == Intrinsic::RootName {
+                        table.root_span_names()
+                    } else {
+                        table.root_service_names()
+                    };
+                    Some(
+                        (0..table.len())
+                            .map(|t| {
+                                let name = if names.is_valid(t) {
+                                    names.value(t)
+                                } else {
+                                    ""
+                                };
+                                (name == s) == (op == BinaryOp::Eq)
+                            })
+                            .collect(),
+                    )
+                }
+                (
+                    FieldExpr::Intrinsic(Intrinsic::TraceDuration),
+                    op,
+                    Static::Duration(d) | Static::Int(d),
+                ) => {
+                    let d = *d;
+                    Some(
+                        table
+                            .durations()
+                            .into_iter()
+                            .map(|x| match op {
+                                BinaryOp::Eq => x == d,
+                                BinaryOp::Neq => x != d,
+                                BinaryOp::Lt => x < d,
+                                BinaryOp::Lte => x <= d,
+                                BinaryOp::Gt => x > d,
+                                BinaryOp::Gte => x >= d,
+                                _ => true,
+                            })
+                            .collect(),
+                    )
+                }
+                _ => None,
+            }?;
+            Some((traces, true))
+        }
+    }
+}
+
+/// Whether `expr` is about the whole trace (the same for all its spans).
+fn trace_wide(expr: &FieldExpr) -> bool {
+    let mut span_level = false;
+    expr.visit_fields(&mut |f| {
+        if !matches!(f, FieldExpr::Intrinsic(i) if i.is_trace_level()) {
+            span_level = true;
+        }
+    });
+    !span_level
 }
 
 /// A comparison as (field, op, literal), the literal on the right.

@@ -20,6 +20,7 @@ use strata_common::block::TraceEntry;
 use strata_common::layout::{AttrScope, BlockLayout, structure};
 use strata_common::schema::{AttributeType, attribute_fields, columns};
 
+use super::plan::DirectKeys;
 use crate::traceql::ast::{AttributeScope, Intrinsic};
 use crate::traceql::eval::{Binding, NestedSet, SpanAccess, Value};
 
@@ -169,12 +170,19 @@ pub(crate) struct Columns<'a> {
     right: Option<&'a Int32Array>,
     parent: Option<&'a Int32Array>,
     child_count: Option<&'a Int32Array>,
+    service_name: Option<&'a StringArray>,
     dedicated: HashMap<(AttrScope, &'a str), &'a ArrayRef>,
+    /// Keys read from their column alone (see `SearchPlan::direct_keys`).
+    direct: &'a DirectKeys,
 }
 
 impl<'a> Columns<'a> {
     /// Resolves what `batch` has.
-    pub(crate) fn new(batch: &'a RecordBatch, layout: &'a BlockLayout) -> Self {
+    pub(crate) fn new(
+        batch: &'a RecordBatch,
+        layout: &'a BlockLayout,
+        direct: &'a DirectKeys,
+    ) -> Self {
         let get = |name: &str| batch.column_by_name(name);
         let prim = |name: &str| get(name).and_then(|c| c.as_any().downcast_ref::<Int32Array>());
         let string = |name: &str| get(name).and_then(|c| c.as_string_opt::<i32>());
@@ -207,7 +215,9 @@ impl<'a> Columns<'a> {
             right: prim(structure::NESTED_SET_RIGHT),
             parent: prim(structure::NESTED_SET_PARENT),
             child_count: prim(structure::CHILD_COUNT),
+            service_name: string(columns::SERVICE_NAME),
             dedicated,
+            direct,
         }
     }
 
@@ -297,6 +307,20 @@ impl<'a> Columns<'a> {
         row: usize,
         name: &str,
     ) -> Value<'a> {
+        if let Some(scope) = scope
+            && self.direct.contains(&(scope, name.to_owned()))
+        {
+            if scope == AttrScope::Resource && name == strata_common::convert::SERVICE_NAME_KEY {
+                return self.service_name.map_or(Value::Nil, |c| {
+                    if c.is_valid(row) {
+                        Value::Str(Cow::Borrowed(c.value(row)))
+                    } else {
+                        Value::Nil
+                    }
+                });
+            }
+            return self.dedicated_value(scope, name, row);
+        }
         let Some(list) = list else {
             return Value::Nil;
         };
