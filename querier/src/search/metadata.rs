@@ -33,6 +33,22 @@ impl Weighter<BlockId, Arc<BlockSummary>> for SummaryWeight {
     }
 }
 
+/// Options for a cache kept in one shard.
+///
+/// quick_cache splits its capacity evenly over its shards (by default four
+/// per core) and refuses any item heavier than one shard's share, so a
+/// compacted block's trace table of tens of MiB would never be admitted and
+/// would be decoded again by every query. These caches hold few, large items
+/// looked up a handful of times per query, so one shard costs no contention.
+fn single_shard(capacity_bytes: u64) -> quick_cache::Options {
+    quick_cache::OptionsBuilder::new()
+        .shards(1)
+        .estimated_items_capacity(1_024)
+        .weight_capacity(capacity_bytes)
+        .build()
+        .unwrap_or_else(|_| unreachable!("every required option is set"))
+}
+
 /// Trace tables and summaries by block.
 #[derive(Debug)]
 pub(crate) struct BlockMetadataCache {
@@ -46,8 +62,18 @@ impl BlockMetadataCache {
         let tables = capacity_bytes / 4 * 3;
         let summaries = capacity_bytes - tables;
         Self {
-            tables: Cache::with_weighter(4_096, tables, TableWeight),
-            summaries: Cache::with_weighter(4_096, summaries, SummaryWeight),
+            tables: Cache::with_options(
+                single_shard(tables),
+                TableWeight,
+                Default::default(),
+                Default::default(),
+            ),
+            summaries: Cache::with_options(
+                single_shard(summaries),
+                SummaryWeight,
+                Default::default(),
+                Default::default(),
+            ),
         }
     }
 
@@ -75,5 +101,33 @@ impl BlockMetadataCache {
                 Ok::<_, Error>(Arc::new(read_summary(store, meta).await?))
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, Copy)]
+    struct Own;
+
+    impl Weighter<u32, u64> for Own {
+        fn weight(&self, _: &u32, value: &u64) -> u64 {
+            *value
+        }
+    }
+
+    #[test]
+    fn an_item_of_most_of_the_capacity_is_kept() {
+        // With quick_cache's default sharding this item exceeds a shard's
+        // share and is dropped on insert.
+        let cache: Cache<u32, u64, Own> = Cache::with_options(
+            single_shard(64 << 20),
+            Own,
+            Default::default(),
+            Default::default(),
+        );
+        cache.insert(1, 40 << 20);
+        assert_eq!(cache.get(&1), Some(40 << 20));
     }
 }

@@ -693,14 +693,7 @@ fn possible(expr: &FieldExpr, summary: &BlockSummary) -> bool {
             };
             match field {
                 FieldExpr::Attribute(a) if !a.parent => {
-                    let scopes: &[&str] = match a.scope {
-                        AttributeScope::Unscoped => &["span", "resource"],
-                        AttributeScope::Span => &["span"],
-                        AttributeScope::Resource => &["resource"],
-                        AttributeScope::Event => &["event"],
-                        AttributeScope::Link => &["link"],
-                        AttributeScope::Instrumentation => &["instrumentation"],
-                    };
+                    let scopes = a.scope.summary_scopes();
                     scopes
                         .iter()
                         .any(|scope| match summary.attribute(scope, &a.name) {
@@ -742,14 +735,7 @@ fn possible(expr: &FieldExpr, summary: &BlockSummary) -> bool {
 }
 
 fn present(a: &Attribute, summary: &BlockSummary) -> bool {
-    let scopes: &[&str] = match a.scope {
-        AttributeScope::Unscoped => &["span", "resource"],
-        AttributeScope::Span => &["span"],
-        AttributeScope::Resource => &["resource"],
-        AttributeScope::Event => &["event"],
-        AttributeScope::Link => &["link"],
-        AttributeScope::Instrumentation => &["instrumentation"],
-    };
+    let scopes = a.scope.summary_scopes();
     scopes
         .iter()
         .any(|s| summary.attribute(s, &a.name).is_some())

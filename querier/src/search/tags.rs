@@ -18,8 +18,7 @@ use super::{SearchRequest, Searcher};
 use crate::error::Result;
 use crate::trace_by_id::TimeRange;
 use crate::traceql::ast::{
-    AttributeScope, BinaryOp, FieldExpr, Intrinsic, Kind, Pipeline, Query, SpansetExpr, Stage,
-    Status,
+    BinaryOp, FieldExpr, Intrinsic, Kind, Pipeline, Query, SpansetExpr, Stage, Status,
 };
 use crate::traceql::eval::Value;
 
@@ -326,14 +325,7 @@ fn string_value(value: String) -> TagValue {
 fn summary_keys<'a>(summary: &'a BlockSummary, tag: &FieldExpr) -> Vec<&'a KeySummary> {
     match tag {
         FieldExpr::Attribute(a) => {
-            let scopes: &[&str] = match a.scope {
-                AttributeScope::Unscoped => &["span", "resource"],
-                AttributeScope::Span => &["span"],
-                AttributeScope::Resource => &["resource"],
-                AttributeScope::Event => &["event"],
-                AttributeScope::Link => &["link"],
-                AttributeScope::Instrumentation => &["instrumentation"],
-            };
+            let scopes = a.scope.summary_scopes();
             scopes
                 .iter()
                 .filter_map(|scope| summary.attribute(scope, &a.name))

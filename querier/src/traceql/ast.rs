@@ -578,6 +578,19 @@ pub enum AttributeScope {
 }
 
 impl AttributeScope {
+    /// The scopes of a block summary (and tag lists) the attribute is looked
+    /// up in: unscoped means span, then resource.
+    pub fn summary_scopes(self) -> &'static [&'static str] {
+        match self {
+            Self::Unscoped => &["span", "resource"],
+            Self::Span => &["span"],
+            Self::Resource => &["resource"],
+            Self::Event => &["event"],
+            Self::Link => &["link"],
+            Self::Instrumentation => &["instrumentation"],
+        }
+    }
+
     /// The prefix as written (`.` for unscoped).
     pub fn prefix(self) -> &'static str {
         match self {
