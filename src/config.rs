@@ -320,6 +320,11 @@ pub(crate) struct Settings {
     )]
     pub(crate) query_memory_bytes: Option<ByteSize>,
 
+    /// Threads running queries, apart from those serving ingest
+    /// [default: one per CPU].
+    #[arg(long, global = true, env = "STRATA_QUERY_THREADS", value_name = "N")]
+    pub(crate) query_threads: Option<usize>,
+
     /// Target bloom-filter false-positive rate of new blocks [default: 0.001].
     #[arg(
         long,
@@ -518,6 +523,7 @@ impl Settings {
             bloom_cache_bytes,
             metadata_cache_bytes,
             query_memory_bytes,
+            query_threads,
             bloom_false_positive_rate,
             retention,
             compaction_interval,
@@ -660,7 +666,10 @@ impl Settings {
         }
         let storage = StorageLocation::parse(self.storage.as_deref().unwrap_or("./data/blocks"))
             .map_err(|e| Error::Config(e.to_string()))?;
-        let blocklist_poll = self.blocklist_poll.unwrap_or(Duration::from_secs(15));
+        let querier_defaults = QuerierConfig::default();
+        let blocklist_poll = self
+            .blocklist_poll
+            .unwrap_or(querier_defaults.blocklist_poll);
         if blocklist_poll.is_zero() {
             return Err(Error::Config(
                 "blocklist_poll must be greater than zero".into(),
@@ -716,19 +725,22 @@ impl Settings {
             },
             querier: QuerierConfig {
                 blocklist_poll,
-                bloom_cache_bytes: bytes("bloom_cache_bytes", self.bloom_cache_bytes, 256 * MIB)?
-                    as u64,
+                bloom_cache_bytes: bytes(
+                    "bloom_cache_bytes",
+                    self.bloom_cache_bytes,
+                    querier_defaults.bloom_cache_bytes,
+                )? as u64,
                 metadata_cache_bytes: bytes(
                     "metadata_cache_bytes",
                     self.metadata_cache_bytes,
-                    256 * MIB,
+                    querier_defaults.metadata_cache_bytes,
                 )? as u64,
                 query_memory_bytes: bytes(
                     "query_memory_bytes",
                     self.query_memory_bytes,
-                    1024 * MIB,
+                    querier_defaults.query_memory_bytes as u64,
                 )?,
-                query_threads: 0,
+                query_threads: self.query_threads.unwrap_or(querier_defaults.query_threads),
             },
             compactor,
             shutdown_timeout: self.shutdown_timeout.unwrap_or(Duration::from_secs(30)),

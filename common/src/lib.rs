@@ -33,6 +33,6 @@ pub mod testing;
 pub use error::{Error, ErrorKind, Result};
 pub use ids::{BlockId, SpanId, TenantId, TraceId};
 pub use live::{LiveScan, LiveTraceSource, SpanPredicate};
-pub use meta::BlockMeta;
+pub use meta::{ATTRIBUTE_SCOPES, BlockMeta};
 pub use schema::{AttributeType, span_schema};
 pub use storage::{S3Options, StorageLocation};

@@ -147,6 +147,9 @@ impl BlockMeta {
     }
 }
 
+/// Attribute scopes as TraceQL names them, in the order answers list them.
+pub const ATTRIBUTE_SCOPES: [&str; 5] = ["resource", "span", "event", "link", "instrumentation"];
+
 /// Distinct attribute keys per scope, sorted.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -170,6 +173,17 @@ impl AttributeKeys {
     /// Keys kept per scope; beyond this the block has unbounded keys (IDs used
     /// as keys) and listing them helps nobody.
     pub const MAX_PER_SCOPE: usize = 5_000;
+
+    /// The key sets paired with their scope names, in [`ATTRIBUTE_SCOPES`] order.
+    pub fn by_scope(&self) -> [(&'static str, &BTreeSet<String>); 5] {
+        [
+            (ATTRIBUTE_SCOPES[0], &self.resource),
+            (ATTRIBUTE_SCOPES[1], &self.span),
+            (ATTRIBUTE_SCOPES[2], &self.event),
+            (ATTRIBUTE_SCOPES[3], &self.link),
+            (ATTRIBUTE_SCOPES[4], &self.instrumentation),
+        ]
+    }
 
     /// Adds `other`'s keys, keeping at most [`Self::MAX_PER_SCOPE`] per scope.
     pub fn merge(&mut self, other: &AttributeKeys) {

@@ -18,7 +18,7 @@
 //! stage before retiring the previous one, so a lookup that reads the live
 //! stages before the querier's block list never misses a span.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -97,6 +97,9 @@ struct State {
 #[derive(Debug)]
 struct Cutting {
     id: u64,
+    /// The block it becomes: a search that finds this block in the local
+    /// queue already has these rows.
+    block_id: BlockId,
     tenant: TenantId,
     batch: RecordBatch,
     min_wal_segment: u64,
@@ -367,6 +370,7 @@ impl Ingester {
                     *next_cut += 1;
                     cutting.push(Cutting {
                         id: *next_cut,
+                        block_id: BlockId::new_v7(),
                         tenant: tenant.clone(),
                         batch,
                         min_wal_segment,
@@ -380,16 +384,18 @@ impl Ingester {
                 .filter(|c| !c.in_progress)
                 .map(|c| {
                     c.in_progress = true;
-                    (c.id, c.tenant.clone(), c.batch.clone())
+                    (c.id, c.block_id, c.tenant.clone(), c.batch.clone())
                 })
                 .collect::<Vec<_>>()
         };
 
         let mut queued = 0;
         let mut first_error = None;
-        for (id, tenant, batch) in jobs {
+        for (id, block_id, tenant, batch) in jobs {
             let options = self.config.block.clone();
-            let result = self.queue_block(tenant.clone(), batch, options).await;
+            let result = self
+                .queue_block(tenant.clone(), block_id, batch, options)
+                .await;
             let mut state = self.lock();
             match result {
                 Ok(meta) => {
@@ -437,10 +443,10 @@ impl Ingester {
     async fn queue_block(
         &self,
         tenant: TenantId,
+        block_id: BlockId,
         batch: RecordBatch,
         options: BlockWriteOptions,
     ) -> Result<BlockMeta> {
-        let block_id = BlockId::new_v7();
         let encoded = tokio::task::spawn_blocking(move || {
             encode_block(tenant, block_id, 0, &[batch], &options)
         })
@@ -621,55 +627,83 @@ impl Ingester {
 
 impl Ingester {
     /// Whole live traces of `tenant` that `scan` selects (see
-    /// [`LiveTraceSource::scan`]). The predicate runs on a snapshot of the
-    /// buffer's batches outside its lock, so ingest is not held up; traces
-    /// cut meanwhile are found in the cutting stage, the upload queue or,
-    /// once uploaded, by the querier's block list (read after this).
+    /// [`LiveTraceSource::scan`]): every row of each, from every stage.
+    ///
+    /// Rows move one way, live → being cut → local queue → object store,
+    /// and a search reads the querier's block list after this, so reading
+    /// the stages upstream first finds each row at least once; the stages
+    /// below are taken from one snapshot so that none is found twice.
+    /// 1. The predicate runs on a copy of the buffer's batches outside its
+    ///    lock, so ingest is not held up.
+    /// 2. Under the lock: where the selected traces' live rows are, the
+    ///    cuts in progress and the queued blocks. A cut whose block is
+    ///    already queued is read from the queue only.
+    /// 3. Outside it: the staged rows are read and the predicate run on
+    ///    them; the traces it selects there have their live rows, if any,
+    ///    located in a last short lock (a fragment cut in between is
+    ///    missed: it is in none of the stages read).
     pub async fn live_scan(&self, tenant: &TenantId, scan: &LiveScan) -> Result<Vec<RecordBatch>> {
-        let (live_batches, cutting): (Vec<RecordBatch>, Vec<RecordBatch>) = {
+        let live_batches = {
             let state = self.lock();
-            (
-                state
-                    .tenants
-                    .get(tenant)
-                    .map(LiveTenant::batches)
-                    .unwrap_or_default(),
-                state
-                    .cutting
-                    .iter()
-                    .filter(|c| &c.tenant == tenant)
-                    .map(|c| c.batch.clone())
-                    .collect(),
-            )
+            state
+                .tenants
+                .get(tenant)
+                .map(LiveTenant::batches)
+                .unwrap_or_default()
         };
         let max = scan.max_traces.unwrap_or(usize::MAX);
-        let mut wanted: std::collections::HashSet<TraceId> = std::collections::HashSet::new();
+        let mut wanted: HashSet<TraceId> = HashSet::new();
         for batch in &live_batches {
             if wanted.len() >= max {
                 break;
             }
             selected_traces(batch, scan, &mut wanted, max)?;
         }
-        let mut out = Vec::new();
-        {
+        drop(live_batches);
+
+        let (live, cutting, queued) = {
             let state = self.lock();
-            if let Some(live) = state.tenants.get(tenant) {
-                for id in &wanted {
-                    out.extend(live.trace(id)?);
-                }
-            }
-        }
-        // Being cut, and queued for upload: rows are in block order there,
-        // so keeping whole selected traces keeps each trace's rows adjacent.
+            let live = state
+                .tenants
+                .get(tenant)
+                .map(|t| t.locate(&wanted))
+                .unwrap_or_default();
+            let queued = self.queue.metas(tenant);
+            let queued_ids: HashSet<BlockId> = queued.iter().map(|m| m.block_id).collect();
+            let cutting: Vec<RecordBatch> = state
+                .cutting
+                .iter()
+                .filter(|c| &c.tenant == tenant && !queued_ids.contains(&c.block_id))
+                .map(|c| c.batch.clone())
+                .collect();
+            (live, cutting, queued)
+        };
+        let mut out: Vec<RecordBatch> = live.gather()?.into_iter().collect();
+
+        // Staged rows are in block order: keeping whole selected traces
+        // keeps each trace's rows adjacent within a batch.
         let mut staged = cutting;
-        staged.extend(self.queue.read_blocks(tenant).await?);
-        for batch in staged {
-            let mut ids = std::collections::HashSet::new();
-            selected_traces(&batch, scan, &mut ids, usize::MAX)?;
-            ids.extend(wanted.iter().copied());
-            if let Some(rows) = rows_of_traces(&batch, &ids)? {
+        staged.extend(self.queue.read(&queued).await?);
+        let mut selected = wanted.clone();
+        for batch in &staged {
+            selected_traces(batch, scan, &mut selected, usize::MAX)?;
+        }
+        for batch in &staged {
+            if let Some(rows) = rows_of_traces(batch, &selected)? {
                 out.push(rows);
             }
+        }
+        let more: Vec<&TraceId> = selected.difference(&wanted).collect();
+        if !more.is_empty() {
+            let located = {
+                let state = self.lock();
+                state
+                    .tenants
+                    .get(tenant)
+                    .map(|t| t.locate(more))
+                    .unwrap_or_default()
+            };
+            out.extend(located.gather()?);
         }
         Ok(out)
     }
@@ -679,7 +713,7 @@ impl Ingester {
 fn selected_traces(
     batch: &RecordBatch,
     scan: &LiveScan,
-    ids: &mut std::collections::HashSet<TraceId>,
+    ids: &mut HashSet<TraceId>,
     max: usize,
 ) -> Result<()> {
     let trace_ids = batch
@@ -705,10 +739,7 @@ fn selected_traces(
 }
 
 /// The rows of `batch` whose trace is in `ids`.
-fn rows_of_traces(
-    batch: &RecordBatch,
-    ids: &std::collections::HashSet<TraceId>,
-) -> Result<Option<RecordBatch>> {
+fn rows_of_traces(batch: &RecordBatch, ids: &HashSet<TraceId>) -> Result<Option<RecordBatch>> {
     if ids.is_empty() {
         return Ok(None);
     }

@@ -50,6 +50,49 @@ pub(crate) struct Cut {
     pub(crate) min_wal_segment: u64,
 }
 
+/// Live rows of some traces, located under the buffer's lock.
+#[derive(Debug, Default)]
+pub(crate) struct Located {
+    batches: HashMap<u64, RecordBatch>,
+    /// Rows, grouped by trace.
+    rows: Vec<(u64, u32)>,
+}
+
+impl Located {
+    /// The rows, each trace's adjacent; `None` when there are none.
+    pub(crate) fn gather(&self) -> Result<Option<RecordBatch>> {
+        if self.rows.is_empty() {
+            return Ok(None);
+        }
+        gather_rows(|id| self.batches.get(&id), &self.rows).map(Some)
+    }
+}
+
+/// Copies `rows` (batch number, row) out of the batches `batch` finds.
+fn gather_rows<'a>(
+    batch: impl Fn(u64) -> Option<&'a RecordBatch>,
+    rows: &[(u64, u32)],
+) -> Result<RecordBatch> {
+    let mut order: HashMap<u64, usize> = HashMap::new();
+    let mut sources: Vec<&RecordBatch> = Vec::new();
+    let mut indices = Vec::with_capacity(rows.len());
+    for (id, row) in rows {
+        let Some(source_batch) = batch(*id) else {
+            continue;
+        };
+        let source = *order.entry(*id).or_insert_with(|| {
+            sources.push(source_batch);
+            sources.len() - 1
+        });
+        indices.push((source, *row as usize));
+    }
+    if sources.is_empty() {
+        return Ok(RecordBatch::new_empty(strata_common::span_schema()));
+    }
+    interleave_record_batch(&sources, &indices)
+        .map_err(|e| strata_common::Error::corrupt(format!("gathering trace rows: {e}")).into())
+}
+
 /// A tenant's live buffer.
 #[derive(Debug, Default)]
 pub(crate) struct LiveTenant {
@@ -276,24 +319,29 @@ impl LiveTenant {
 
     /// Copies the given rows into one batch.
     fn gather(&self, rows: &[(u64, u32)]) -> Result<RecordBatch> {
-        let mut order: HashMap<u64, usize> = HashMap::new();
-        let mut sources: Vec<&RecordBatch> = Vec::new();
-        let mut indices = Vec::with_capacity(rows.len());
-        for (id, row) in rows {
-            let Some(live) = self.batches.get(id) else {
+        gather_rows(|id| self.batches.get(&id).map(|b| &b.batch), rows)
+    }
+
+    /// Where the live rows of `ids` are, to copy them out once the buffer's
+    /// lock is released (see [`Located::gather`]): cheap under the lock, a
+    /// few `Arc`s and row numbers.
+    pub(crate) fn locate<'a>(&self, ids: impl IntoIterator<Item = &'a TraceId>) -> Located {
+        let mut located = Located::default();
+        for id in ids {
+            let Some(trace) = self.active.get(id).or_else(|| self.ready.get(id)) else {
                 continue;
             };
-            let source = *order.entry(*id).or_insert_with(|| {
-                sources.push(&live.batch);
-                sources.len() - 1
-            });
-            indices.push((source, *row as usize));
+            for (batch, _) in &trace.rows {
+                if let Some(live) = self.batches.get(batch) {
+                    located
+                        .batches
+                        .entry(*batch)
+                        .or_insert_with(|| live.batch.clone());
+                }
+            }
+            located.rows.extend_from_slice(&trace.rows);
         }
-        if sources.is_empty() {
-            return Ok(RecordBatch::new_empty(strata_common::span_schema()));
-        }
-        interleave_record_batch(&sources, &indices)
-            .map_err(|e| strata_common::Error::corrupt(format!("gathering trace rows: {e}")).into())
+        located
     }
 
     /// The live spans of one trace.

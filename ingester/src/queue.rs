@@ -277,19 +277,22 @@ impl BlockQueue {
         metrics::gauge!("strata_ingester_upload_backlog_bytes").set(bytes as f64);
     }
 
-    /// Every span of `tenant`'s queued blocks (canonical rows, block order).
-    /// Blocks stay queued only while the store is unreachable or briefly
-    /// after upload, so this is rarely more than a block or two.
-    pub(crate) async fn read_blocks(&self, tenant: &TenantId) -> Result<Vec<RecordBatch>> {
-        let metas: Vec<Arc<BlockMeta>> = self
-            .lock()
+    /// `tenant`'s queued blocks.
+    pub(crate) fn metas(&self, tenant: &TenantId) -> Vec<Arc<BlockMeta>> {
+        self.lock()
             .iter()
             .filter(|((t, _), _)| t == tenant)
             .map(|(_, q)| Arc::clone(&q.meta))
-            .collect();
+            .collect()
+    }
+
+    /// Every span of these queued blocks (canonical rows, block order).
+    /// Blocks stay queued only while the store is unreachable or briefly
+    /// after upload, so this is rarely more than a block or two.
+    pub(crate) async fn read(&self, metas: &[Arc<BlockMeta>]) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::new();
         for meta in metas {
-            match read_block(Arc::clone(&self.store), &meta).await {
+            match read_block(Arc::clone(&self.store), meta).await {
                 Ok(batches) => out.extend(batches),
                 // Uploaded and removed while we read: the querier has it now.
                 Err(_)
@@ -308,14 +311,8 @@ impl BlockQueue {
         tenant: &TenantId,
         trace_id: &TraceId,
     ) -> Result<Vec<RecordBatch>> {
-        let metas: Vec<Arc<BlockMeta>> = self
-            .lock()
-            .iter()
-            .filter(|((t, _), _)| t == tenant)
-            .map(|(_, q)| Arc::clone(&q.meta))
-            .collect();
         let mut out = Vec::new();
-        for meta in metas {
+        for meta in self.metas(tenant) {
             let shard = shard_for(trace_id, meta.bloom.shard_count);
             let bloom_path = self
                 .block_dir(&meta.tenant, meta.block_id)

@@ -224,19 +224,32 @@ pub(crate) async fn timed(
     let response = match handler.await {
         Ok(response) => response,
         Err(error) => {
-            let status = error.http_status();
-            if status.is_server_error() {
-                tracing::error!(endpoint, %error, "query failed");
-            }
-            (status, error.to_string()).into_response()
+            log_failure(endpoint, &error);
+            (error.http_status(), error.to_string()).into_response()
         }
     };
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("strata_query_requests_total", "endpoint" => endpoint, "status" => status)
-        .increment(1);
+    observe(endpoint, response.status(), started);
+    response
+}
+
+/// Logs a failed request when the fault is ours (a 5xx), not the client's.
+pub(crate) fn log_failure(endpoint: &'static str, error: &Error) {
+    if error.http_status().is_server_error() {
+        tracing::error!(endpoint, %error, "query failed");
+    }
+}
+
+/// Counts and times one answered request, HTTP or gRPC: `status` is the
+/// HTTP status (a gRPC error's [`Error::http_status`]).
+pub(crate) fn observe(endpoint: &'static str, status: StatusCode, started: Instant) {
+    metrics::counter!(
+        "strata_query_requests_total",
+        "endpoint" => endpoint,
+        "status" => status.as_u16().to_string()
+    )
+    .increment(1);
     metrics::histogram!("strata_query_duration_seconds", "endpoint" => endpoint)
         .record(started.elapsed().as_secs_f64());
-    response
 }
 
 #[cfg(test)]

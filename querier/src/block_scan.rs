@@ -89,7 +89,7 @@ impl BlockScanner {
             .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(SessionConfig::new(), runtime);
         let url = Url::parse(STORE_URL)
-            .map_err(|e| crate::Error::Encode(format!("block store URL: {e}")))?;
+            .map_err(|e| crate::Error::Internal(format!("block store URL: {e}")))?;
         ctx.runtime_env()
             .register_object_store(&url, Arc::clone(&store));
         let metadata_cache = ctx.runtime_env().cache_manager.get_file_metadata_cache();

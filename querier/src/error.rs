@@ -24,6 +24,11 @@ pub enum Error {
     /// Encoding a response failed.
     #[error("encoding response: {0}")]
     Encode(String),
+
+    /// The querier itself failed (a query task panicked, a runtime could
+    /// not start).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl Error {
@@ -37,7 +42,9 @@ impl Error {
                 ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             },
-            Self::DataFusion(_) | Self::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::DataFusion(_) | Self::Encode(_) | Self::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 
@@ -47,7 +54,6 @@ impl Error {
         let code = match self.http_status() {
             StatusCode::BAD_REQUEST => tonic::Code::InvalidArgument,
             StatusCode::NOT_FOUND => tonic::Code::NotFound,
-            StatusCode::TOO_MANY_REQUESTS => tonic::Code::ResourceExhausted,
             StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
             _ => tonic::Code::Internal,
         };

@@ -10,11 +10,14 @@
 //! are cut into messages of at most 1 MiB, each with the figures, because
 //! gRPC clients (Grafana's included) refuse messages over 4 MiB by
 //! default. The tag calls answer in one message. The tenant comes from
-//! `x-scope-orgid` metadata.
+//! `x-scope-orgid` metadata. A search stops when its client goes away.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
+use axum::http::StatusCode;
 use futures::stream::BoxStream;
 use futures::{StreamExt, stream};
 use strata_common::TenantId;
@@ -22,8 +25,10 @@ use tokio::sync::mpsc::unbounded_channel;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
+use crate::api::{log_failure, observe};
+use crate::error::Error;
 use crate::search_api::{
-    DEFAULT_TAG_VALUES, search_request, tag_names, tag_values, tags_v1_response, time_range,
+    MAX_TAG_VALUES, search_request, tag_names, tag_values, tags_v1_response, time_range,
     v1_tag_values, v2_tag,
 };
 use crate::tempopb::streaming_querier_server::{StreamingQuerier, StreamingQuerierServer};
@@ -44,9 +49,32 @@ struct GrpcQuerier {
     querier: Arc<Querier>,
 }
 
-fn tenant(metadata: &MetadataMap) -> Result<TenantId, Status> {
+fn tenant(metadata: &MetadataMap) -> Result<TenantId, Error> {
     TenantId::from_header(metadata.get(TENANT_HEADER).map(|v| v.as_bytes()))
-        .map_err(|e| Status::invalid_argument(e.to_string()))
+        .map_err(|e| Error::BadRequest(e.to_string()))
+}
+
+/// Answers a unary-style call, counted and timed as the HTTP routes are.
+async fn answered<T>(
+    endpoint: &'static str,
+    work: impl Future<Output = Result<T, Error>>,
+) -> Result<Response<Answer<T>>, Status>
+where
+    T: Send + 'static,
+{
+    let started = Instant::now();
+    let result = work.await;
+    let status = match &result {
+        Ok(_) => StatusCode::OK,
+        Err(error) => {
+            log_failure(endpoint, error);
+            error.http_status()
+        }
+    };
+    observe(endpoint, status, started);
+    result
+        .map(|value| Response::new(stream::iter([Ok(value)]).boxed()))
+        .map_err(|e| e.grpc_status())
 }
 
 type Answer<T> = BoxStream<'static, Result<T, Status>>;
@@ -86,10 +114,6 @@ fn send_segmented(
     }
 }
 
-fn once<T: Send + 'static>(value: T) -> Response<Answer<T>> {
-    Response::new(stream::iter([Ok(value)]).boxed())
-}
-
 fn limit(n: u32) -> usize {
     if n == 0 { usize::MAX } else { n as usize }
 }
@@ -106,14 +130,24 @@ impl StreamingQuerier for GrpcQuerier {
         &self,
         request: Request<SearchRequest>,
     ) -> Result<Response<Self::SearchStream>, Status> {
-        let started = std::time::Instant::now();
-        let tenant = tenant(request.metadata())?;
-        let search = search_request(request.get_ref()).map_err(|e| e.grpc_status())?;
+        const ENDPOINT: &str = "grpc_search";
+        let started = Instant::now();
+        let checked = tenant(request.metadata())
+            .and_then(|tenant| Ok((tenant, search_request(request.get_ref())?)));
+        let (tenant, search) = match checked {
+            Ok(checked) => checked,
+            Err(error) => {
+                observe(ENDPOINT, error.http_status(), started);
+                return Err(error.grpc_status());
+            }
+        };
         let (progress_tx, mut progress_rx) = unbounded_channel();
         let (out_tx, out_rx) = unbounded_channel::<Result<SearchResponse, Status>>();
         let querier = Arc::clone(&self.querier);
         tokio::spawn(async move {
             let searcher = Arc::clone(querier.searcher());
+            // Dropping this future (below, when the client has gone) aborts
+            // the search.
             let running = querier.run_query(async move {
                 searcher.search(&tenant, search, Some(progress_tx)).await
             });
@@ -126,27 +160,29 @@ impl StreamingQuerier for GrpcQuerier {
                         None => progress_open = false,
                     },
                     outcome = &mut running => break outcome,
+                    // Uncounted, as an HTTP request whose client went away.
+                    () = out_tx.closed() => return,
                 }
             };
             // Partial answers sent before the search ended, then the whole.
             while let Ok(p) = progress_rx.try_recv() {
-                let _ = out_tx.send(Ok(wire::search_response(&p.traces, &p.metrics)));
+                send_segmented(&out_tx, wire::search_response(&p.traces, &p.metrics));
             }
             let status = match outcome.and_then(|o| o) {
                 Ok(outcome) => {
-                    let _ =
-                        out_tx.send(Ok(wire::search_response(&outcome.traces, &outcome.metrics)));
-                    "ok"
+                    send_segmented(
+                        &out_tx,
+                        wire::search_response(&outcome.traces, &outcome.metrics),
+                    );
+                    StatusCode::OK
                 }
                 Err(error) => {
+                    log_failure(ENDPOINT, &error);
                     let _ = out_tx.send(Err(error.grpc_status()));
-                    "error"
+                    error.http_status()
                 }
             };
-            metrics::counter!("strata_query_requests_total", "endpoint" => "grpc_search", "status" => status)
-                .increment(1);
-            metrics::histogram!("strata_query_duration_seconds", "endpoint" => "grpc_search")
-                .record(started.elapsed().as_secs_f64());
+            observe(ENDPOINT, status, started);
         });
         let answers = stream::unfold(
             out_rx,
@@ -159,76 +195,78 @@ impl StreamingQuerier for GrpcQuerier {
         &self,
         request: Request<SearchTagsRequest>,
     ) -> Result<Response<Self::SearchTagsStream>, Status> {
-        let tenant = tenant(request.metadata())?;
-        let r = request.into_inner();
-        let range = time_range(r.start, r.end).map_err(|e| e.grpc_status())?;
-        let v2 = tag_names(&self.querier, tenant, &r.scope, "", range, usize::MAX)
-            .await
-            .map_err(|e| e.grpc_status())?;
-        Ok(once(tags_v1_response(
-            &v2,
-            &r.scope,
-            limit(r.max_tags_per_scope),
-        )))
+        answered("grpc_search_tags", async {
+            let tenant = tenant(request.metadata())?;
+            let r = request.get_ref();
+            let range = time_range(r.start, r.end)?;
+            let v2 = tag_names(&self.querier, tenant, &r.scope, "", range, usize::MAX).await?;
+            Ok(tags_v1_response(&v2, &r.scope, limit(r.max_tags_per_scope)))
+        })
+        .await
     }
 
     async fn search_tags_v2(
         &self,
         request: Request<SearchTagsRequest>,
     ) -> Result<Response<Self::SearchTagsV2Stream>, Status> {
-        let tenant = tenant(request.metadata())?;
-        let r = request.into_inner();
-        let range = time_range(r.start, r.end).map_err(|e| e.grpc_status())?;
-        let response = tag_names(
-            &self.querier,
-            tenant,
-            &r.scope,
-            &r.query,
-            range,
-            limit(r.max_tags_per_scope),
-        )
+        answered("grpc_search_tags_v2", async {
+            let tenant = tenant(request.metadata())?;
+            let r = request.get_ref();
+            let range = time_range(r.start, r.end)?;
+            tag_names(
+                &self.querier,
+                tenant,
+                &r.scope,
+                &r.query,
+                range,
+                limit(r.max_tags_per_scope),
+            )
+            .await
+        })
         .await
-        .map_err(|e| e.grpc_status())?;
-        Ok(once(response))
     }
 
     async fn search_tag_values(
         &self,
         request: Request<SearchTagValuesRequest>,
     ) -> Result<Response<Self::SearchTagValuesStream>, Status> {
-        let tenant = tenant(request.metadata())?;
-        let r = request.into_inner();
-        let range = time_range(r.start, r.end).map_err(|e| e.grpc_status())?;
-        let values = v1_tag_values(
-            &self.querier,
-            tenant,
-            &r.tag_name,
-            range,
-            limit(r.max_tag_values).min(DEFAULT_TAG_VALUES),
-        )
+        answered("grpc_search_tag_values", async {
+            let tenant = tenant(request.metadata())?;
+            let r = request.get_ref();
+            let range = time_range(r.start, r.end)?;
+            let values = v1_tag_values(
+                &self.querier,
+                tenant,
+                &r.tag_name,
+                range,
+                limit(r.max_tag_values).min(MAX_TAG_VALUES),
+            )
+            .await?;
+            Ok(wire::tag_values_v1(&values))
+        })
         .await
-        .map_err(|e| e.grpc_status())?;
-        Ok(once(wire::tag_values_v1(&values)))
     }
 
     async fn search_tag_values_v2(
         &self,
         request: Request<SearchTagValuesRequest>,
     ) -> Result<Response<Self::SearchTagValuesV2Stream>, Status> {
-        let tenant = tenant(request.metadata())?;
-        let r = request.into_inner();
-        let tag = v2_tag(&r.tag_name).map_err(|e| e.grpc_status())?;
-        let range = time_range(r.start, r.end).map_err(|e| e.grpc_status())?;
-        let values = tag_values(
-            &self.querier,
-            tenant,
-            tag,
-            &r.query,
-            range,
-            limit(r.max_tag_values).min(DEFAULT_TAG_VALUES),
-        )
+        answered("grpc_search_tag_values_v2", async {
+            let tenant = tenant(request.metadata())?;
+            let r = request.get_ref();
+            let tag = v2_tag(&r.tag_name)?;
+            let range = time_range(r.start, r.end)?;
+            let values = tag_values(
+                &self.querier,
+                tenant,
+                tag,
+                &r.query,
+                range,
+                limit(r.max_tag_values).min(MAX_TAG_VALUES),
+            )
+            .await?;
+            Ok(wire::tag_values_v2(&values))
+        })
         .await
-        .map_err(|e| e.grpc_status())?;
-        Ok(once(wire::tag_values_v2(&values)))
     }
 }

@@ -31,6 +31,7 @@ use axum::Router;
 use object_store::ObjectStore;
 use strata_common::LiveTraceSource;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 pub use api::TENANT_HEADER;
 pub use blocklist::BlockList;
@@ -38,13 +39,19 @@ pub use error::{Error, Result};
 pub use search::{SearchOutcome, SearchProgress, SearchRequest, Searcher};
 pub use trace_by_id::{FoundTrace, TimeRange, TraceFinder};
 
-/// A dedicated tokio runtime for query execution (DataFusion scans and
-/// TraceQL evaluation), as InfluxDB 3 does: CPU-heavy queries run on its
-/// threads, so the runtime that receives spans stays responsive.
+/// A dedicated tokio runtime for searches and tag lookups (their DataFusion
+/// scans and TraceQL evaluation), as InfluxDB 3 does: CPU-heavy queries run
+/// on its threads, so the runtime that receives spans stays responsive.
 #[derive(Debug)]
 struct QueryRuntime {
+    handle: tokio::runtime::Handle,
+    /// Taken on drop, to shut down without blocking.
     runtime: Option<tokio::runtime::Runtime>,
 }
+
+/// Stack of a query thread: evaluation recurses over the query's tree,
+/// whose depth the parser bounds (`traceql::MAX_NESTING`).
+const QUERY_THREAD_STACK_BYTES: usize = 8 * 1024 * 1024;
 
 impl QueryRuntime {
     fn new(threads: usize) -> Result<Self> {
@@ -56,19 +63,14 @@ impl QueryRuntime {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
             .thread_name("strata-query")
+            .thread_stack_size(QUERY_THREAD_STACK_BYTES)
             .enable_all()
             .build()
-            .map_err(|e| Error::Encode(format!("starting the query runtime: {e}")))?;
+            .map_err(|e| Error::Internal(format!("starting the query runtime: {e}")))?;
         Ok(Self {
+            handle: runtime.handle().clone(),
             runtime: Some(runtime),
         })
-    }
-
-    fn handle(&self) -> tokio::runtime::Handle {
-        match &self.runtime {
-            Some(runtime) => runtime.handle().clone(),
-            None => tokio::runtime::Handle::current(),
-        }
     }
 }
 
@@ -159,17 +161,17 @@ impl Querier {
     }
 
     /// Runs query work on the query runtime, away from the runtime that
-    /// serves ingest: a heavy search cannot starve receivers.
+    /// serves ingest: a heavy search cannot starve receivers. The work is
+    /// aborted when the returned future is dropped (the client went away,
+    /// as Grafana does on every keystroke of an autocompleted query).
     pub async fn run_query<F>(&self, work: F) -> Result<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.runtime
-            .handle()
-            .spawn(work)
+        AbortOnDropHandle::new(self.runtime.handle.spawn(work))
             .await
-            .map_err(|e| Error::Encode(format!("query task failed: {e}")))
+            .map_err(|e| Error::Internal(format!("query task failed: {e}")))
     }
 
     /// The block list (e.g. to announce blocks written in-process).

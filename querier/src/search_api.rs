@@ -9,7 +9,8 @@
 //! | `GET /api/v2/search/tag/<tag>/values` | `{"tagValues": [{"type", "value"}]}` |
 //!
 //! Parameters, defaults and error texts follow Tempo (`pkg/api/http.go`);
-//! every error is a 400 with a plain-text body. The request parsing here is
+//! errors are plain-text bodies with the status of [`Error::http_status`]
+//! (400 for anything wrong with the request). The request parsing here is
 //! shared with the gRPC streaming API.
 
 use std::collections::HashMap;
@@ -21,11 +22,11 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 use prost::Message;
-use strata_common::TenantId;
+use strata_common::{ATTRIBUTE_SCOPES, TenantId};
 
 use crate::api::{Format, json_response, protobuf_response, tenant, timed};
 use crate::error::Error;
-use crate::search::{ATTRIBUTE_SCOPES, INTRINSIC_TAGS, SearchOutcome, SearchRequest, TagValue};
+use crate::search::{INTRINSIC_TAGS, METRICS_REFUSED, SearchOutcome, SearchRequest, TagValue};
 use crate::trace_by_id::TimeRange;
 use crate::traceql::ast::{AttributeScope, FieldExpr};
 use crate::traceql::{self, ParseError};
@@ -39,8 +40,10 @@ pub(crate) const MAX_LIMIT: u32 = 262_144;
 pub(crate) const DEFAULT_SPSS: u32 = 3;
 /// The most spans per spanset.
 pub(crate) const MAX_SPSS: u32 = 100;
-/// Tag values returned when the request names no limit.
-pub(crate) const DEFAULT_TAG_VALUES: usize = 1_000;
+/// The most values one tag-values answer holds, whatever the request's
+/// limit (Tempo bounds these answers by bytes,
+/// `max_bytes_per_tag_values_query`; a count is simpler to reason about).
+pub(crate) const MAX_TAG_VALUES: usize = 1_000;
 /// Longest query text accepted.
 pub(crate) const MAX_QUERY_BYTES: usize = 128 * 1024;
 
@@ -92,13 +95,19 @@ pub(crate) fn time_range(start: u32, end: u32) -> Result<Option<TimeRange>, Erro
     }))
 }
 
-/// A search as Tempo's `SearchRequest` describes it, checked.
-pub(crate) fn search_request(request: &tempopb::SearchRequest) -> Result<SearchRequest, Error> {
-    if request.query.len() > MAX_QUERY_BYTES {
+/// Refuses query text over [`MAX_QUERY_BYTES`], as Tempo does.
+fn check_query_size(query: &str) -> Result<(), Error> {
+    if query.len() > MAX_QUERY_BYTES {
         return Err(bad(format!(
             "TraceQL expression exceeds the configured maximum size of {MAX_QUERY_BYTES} bytes, reduce the query expression size"
         )));
     }
+    Ok(())
+}
+
+/// A search as Tempo's `SearchRequest` describes it, checked.
+pub(crate) fn search_request(request: &tempopb::SearchRequest) -> Result<SearchRequest, Error> {
+    check_query_size(&request.query)?;
     let limit = match request.limit {
         0 => DEFAULT_LIMIT,
         n if n > MAX_LIMIT => return Err(bad(format!("limit {n} exceeds max limit {MAX_LIMIT}"))),
@@ -118,15 +127,13 @@ pub(crate) fn search_request(request: &tempopb::SearchRequest) -> Result<SearchR
             &request.tags,
             request.min_duration_ms,
             request.max_duration_ms,
-        )
+        )?
     } else {
         request.query.clone()
     };
     let query = traceql::parse(&text).map_err(|e| invalid_query(&e))?;
     if query.metrics.is_some() {
-        return Err(bad(
-            "invalid TraceQL query: metrics queries are answered by /api/metrics/query_range and /api/metrics/query",
-        ));
+        return Err(bad(METRICS_REFUSED));
     }
     Ok(SearchRequest {
         query,
@@ -139,7 +146,7 @@ pub(crate) fn search_request(request: &tempopb::SearchRequest) -> Result<SearchR
 /// Tempo's older tag search (`tags=k=v ...`, `minDuration`, `maxDuration`)
 /// as TraceQL: each tag a case-insensitive substring match on the
 /// attribute of any scope, durations on the trace.
-fn tags_query(tags: &HashMap<String, String>, min_ms: u32, max_ms: u32) -> String {
+fn tags_query(tags: &HashMap<String, String>, min_ms: u32, max_ms: u32) -> Result<String, Error> {
     let mut conditions: Vec<String> = Vec::new();
     let mut keys: Vec<&String> = tags.keys().collect();
     keys.sort();
@@ -153,7 +160,14 @@ fn tags_query(tags: &HashMap<String, String>, min_ms: u32, max_ms: u32) -> Strin
         });
         let condition = match key.as_str() {
             "name" => format!("name =~ {}", traceql::display::quote(&pattern)),
-            "status.code" => format!("status = {value}"),
+            "status.code" => match value.as_str() {
+                "error" | "ok" | "unset" => format!("status = {value}"),
+                _ => {
+                    return Err(bad(format!(
+                        "invalid tags: status.code must be error, ok or unset, got {value:?}"
+                    )));
+                }
+            },
             "error" if value == "true" => "status = error".to_owned(),
             _ => format!("{attribute} =~ {}", traceql::display::quote(&pattern)),
         };
@@ -165,24 +179,24 @@ fn tags_query(tags: &HashMap<String, String>, min_ms: u32, max_ms: u32) -> Strin
     if max_ms > 0 {
         conditions.push(format!("traceDuration <= {max_ms}ms"));
     }
-    if conditions.is_empty() {
+    Ok(if conditions.is_empty() {
         "{ }".to_owned()
     } else {
         format!("{{ {} }}", conditions.join(" && "))
-    }
+    })
 }
 
 /// Parses logfmt `k=v k2="v 2"` as Tempo's `tags` parameter.
 fn logfmt(text: &str) -> Result<HashMap<String, String>, Error> {
     let mut out = HashMap::new();
-    let mut chars = text.char_indices().peekable();
-    while let Some((_, c)) = chars.peek().copied() {
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.peek().copied() {
         if c.is_whitespace() {
             chars.next();
             continue;
         }
         let mut key = String::new();
-        while let Some((_, c)) = chars.peek().copied() {
+        while let Some(c) = chars.peek().copied() {
             if c == '=' || c.is_whitespace() {
                 break;
             }
@@ -190,33 +204,30 @@ fn logfmt(text: &str) -> Result<HashMap<String, String>, Error> {
             chars.next();
         }
         let mut value = String::new();
-        if chars.peek().is_some_and(|(_, c)| *c == '=') {
+        if chars.peek().is_some_and(|c| *c == '=') {
             chars.next();
-            if chars.peek().is_some_and(|(_, c)| *c == '"') {
+            if chars.peek().is_some_and(|c| *c == '"') {
                 chars.next();
                 let mut closed = false;
-                while let Some((i, c)) = chars.next() {
+                while let Some(c) = chars.next() {
                     match c {
                         '"' => {
                             closed = true;
                             break;
                         }
                         '\\' => {
-                            if let Some((_, next)) = chars.next() {
+                            if let Some(next) = chars.next() {
                                 value.push(next);
                             }
                         }
-                        _ => {
-                            let _ = i;
-                            value.push(c);
-                        }
+                        _ => value.push(c),
                     }
                 }
                 if !closed {
                     return Err(bad("invalid tags: unterminated quoted value"));
                 }
             } else {
-                while let Some((_, c)) = chars.peek().copied() {
+                while let Some(c) = chars.peek().copied() {
                     if c.is_whitespace() {
                         break;
                     }
@@ -239,7 +250,7 @@ fn parse_duration_ms(name: &str, value: Option<&String>) -> Result<u32, Error> {
     let Some(value) = value.filter(|v| !v.is_empty()) else {
         return Ok(0);
     };
-    let nanos = traceql::parse_duration_literal(value)
+    let nanos = traceql::parse_go_duration(value)
         .ok_or_else(|| bad(format!("invalid {name}: time: invalid duration {value:?}")))?;
     Ok(u32::try_from(nanos / 1_000_000).unwrap_or(u32::MAX))
 }
@@ -373,9 +384,7 @@ pub(crate) async fn tag_names(
     limit: usize,
 ) -> Result<tempopb::SearchTagsV2Response, Error> {
     let (scopes, intrinsic) = tag_scopes(scope)?;
-    if query.len() > MAX_QUERY_BYTES {
-        return Err(bad("query too large"));
-    }
+    check_query_size(query)?;
     let filter = traceql::lenient_filter(query);
     if let Some(filter) = &filter {
         check_condition_groups(filter)?;
@@ -554,9 +563,7 @@ pub(crate) async fn tag_values(
     range: Option<TimeRange>,
     limit: usize,
 ) -> Result<Vec<TagValue>, Error> {
-    if query.len() > MAX_QUERY_BYTES {
-        return Err(bad("query too large"));
-    }
+    check_query_size(query)?;
     let filter = traceql::lenient_filter(query);
     if let Some(filter) = &filter {
         check_condition_groups(filter)?;
@@ -609,7 +616,7 @@ async fn tag_values_v1(
     timed("search_tag_values", async {
         let tenant = tenant(&headers)?;
         let name = tag_from_rest(&rest)?;
-        let limit = limit_param(&params, "limit").min(DEFAULT_TAG_VALUES);
+        let limit = limit_param(&params, "limit").min(MAX_TAG_VALUES);
         let values = v1_tag_values(&querier, tenant, name, range_params(&params)?, limit).await?;
         let response = wire::tag_values_v1(&values);
         Ok(match Format::from_headers(&headers) {
@@ -629,7 +636,7 @@ async fn tag_values_v2(
     timed("search_tag_values_v2", async {
         let tenant = tenant(&headers)?;
         let tag = v2_tag(tag_from_rest(&rest)?)?;
-        let limit = limit_param(&params, "limit").min(DEFAULT_TAG_VALUES);
+        let limit = limit_param(&params, "limit").min(MAX_TAG_VALUES);
         let query = params.get("q").map(String::as_str).unwrap_or("");
         let values =
             tag_values(&querier, tenant, tag, query, range_params(&params)?, limit).await?;
@@ -650,10 +657,29 @@ mod tests {
     fn logfmt_tags_become_traceql() {
         let tags = logfmt(r#"service.name=api http.method="GET /x" name=login"#).unwrap();
         assert_eq!(tags["http.method"], "GET /x");
-        let q = tags_query(&tags, 10, 0);
+        let q = tags_query(&tags, 10, 0).unwrap();
         assert!(traceql::parse(&q).is_ok(), "{q}");
         assert!(q.contains("traceDuration >= 10ms"), "{q}");
         assert!(logfmt("a=1 a=2").is_err());
+        let status = |v: &str| {
+            tags_query(
+                &HashMap::from([("status.code".to_owned(), v.to_owned())]),
+                0,
+                0,
+            )
+        };
+        assert_eq!(status("error").unwrap(), "{ status = error }");
+        assert!(status("error } || { true").is_err());
+    }
+
+    #[test]
+    fn durations_parse_as_go_does() {
+        let ms = |v: &str| parse_duration_ms("minDuration", Some(&v.to_owned()));
+        assert_eq!(ms("0").unwrap(), 0);
+        assert_eq!(ms("1.5s").unwrap(), 1_500);
+        assert_eq!(ms("1h1m").unwrap(), 3_660_000);
+        assert!(ms("1d").is_err(), "Go has no days");
+        assert!(ms("10").is_err(), "a unit is needed");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use strata_common::block::traces::ROOT_SPAN_NOT_YET_RECEIVED;
 
 use crate::search::{SearchMetrics, SpanMatch, SpansetMatch, TagValue, TraceMatch};
 use crate::tempopb;
-use crate::traceql::ast::{Kind, Status};
+use crate::traceql::ast::{FieldExpr, Kind, Status};
 use crate::traceql::eval::Value;
 
 fn u32_saturating(v: u64) -> u32 {
@@ -84,7 +84,21 @@ fn span(s: &SpanMatch) -> tempopb::Span {
         name: s.name.clone(),
         start_time_unix_nano: s.start_unix_nano,
         duration_nanos: s.duration_nanos,
-        attributes: s.attributes.iter().map(|(k, v)| key_value(k, v)).collect(),
+        attributes: s
+            .attributes
+            .iter()
+            .map(|(field, v)| key_value(&output_name(field), v))
+            .collect(),
+    }
+}
+
+/// How a span's attribute or intrinsic is named in an answer: bare, as
+/// Tempo names them (`http.method`, `status`, `duration`).
+fn output_name(field: &FieldExpr) -> String {
+    match field {
+        FieldExpr::Attribute(a) => a.name.clone(),
+        FieldExpr::Intrinsic(i) => i.name().to_owned(),
+        other => crate::traceql::display::field(other),
     }
 }
 

@@ -1690,7 +1690,7 @@ async fn bad_requests_are_400s_and_lose_nothing() {
         (vec![("q", "{ span:nope = 1 }")], "invalid TraceQL query: "),
         (
             vec![("q", "{ } | rate()")],
-            "invalid TraceQL query: metrics queries are answered by /api/metrics/query_range",
+            "invalid TraceQL query: metrics queries (`| rate()`, `| count_over_time()` …) are not answered by search",
         ),
         (
             vec![("q", "{ } | count() > avg(duration)")],

@@ -17,4 +17,6 @@ pub use stored::{to_canonical, to_stored};
 pub use stream_writer::StreamingBlockWriter;
 pub use summary::{BlockSummary, SummaryBuilder, dedicated_for_merge};
 pub use traces::{Derived, TraceEntry, TraceTable, derive};
-pub use writer::{BlockWriteOptions, EncodedBlock, encode_block, upload_block, write_block};
+pub use writer::{
+    BlockWriteOptions, EncodedBlock, encode_block, sort_spans, upload_block, write_block,
+};

@@ -98,7 +98,7 @@ pub async fn read_trace_table(store: &dyn ObjectStore, meta: &BlockMeta) -> Resu
         .bytes()
         .await
         .map_err(Error::object_store("get", &path))?;
-    TraceTable::decode(bytes)
+    TraceTable::decode(bytes, meta.span_count)
 }
 
 /// Reads a version-2 block's attribute summary (`summary.json.gz`).

@@ -106,11 +106,18 @@ pub fn to_canonical(batch: &RecordBatch, layout: &BlockLayout) -> Result<RecordB
             .map_err(Error::arrow("finding an attribute column"))?;
         let mut values = Vec::with_capacity(scoped.len());
         for (_, column) in &scoped {
-            values.push(
-                batch.column_by_name(&column.column_name()).ok_or_else(|| {
-                    Error::corrupt(format!("stored span rows lack column {column}"))
-                })?,
-            );
+            let array = batch
+                .column_by_name(&column.column_name())
+                .ok_or_else(|| Error::corrupt(format!("stored span rows lack column {column}")))?;
+            // Checked here so moving values back cannot meet a wrong type.
+            if array.data_type() != &column.ty.data_type() {
+                return Err(Error::corrupt(format!(
+                    "dedicated column {column} is {}, its layout says {}",
+                    array.data_type(),
+                    column.ty.data_type()
+                )));
+            }
+            values.push(array);
         }
         let list = columns[index].as_list::<i32>();
         if let Some(restored) = move_back(list, &scoped, &values)? {

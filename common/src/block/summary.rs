@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::layout::{AttrScope, DedicatedType, KeyCounts};
+use crate::meta::ATTRIBUTE_SCOPES;
 use crate::schema::{AttributeType, attribute_fields, columns};
 
 use super::traces::TraceEntry;
@@ -36,9 +37,10 @@ const MAX_TRACKED: usize = 2_000;
 pub const MAX_VALUE_BYTES: usize = 256;
 /// Keys per scope whose values are tracked; further keys are counted only.
 const MAX_KEYS_WITH_VALUES: usize = 1_000;
-
-/// Scopes of attribute keys, as TraceQL names them.
-pub const ATTRIBUTE_SCOPES: [&str; 5] = ["resource", "span", "event", "link", "instrumentation"];
+/// Keys per scope recorded at all. Spans that use IDs as keys would otherwise
+/// make the summary as large as the block; beyond this the scope is marked
+/// truncated and a key missing from it proves nothing.
+pub const MAX_KEYS_PER_SCOPE: usize = 10_000;
 
 /// Intrinsics summarized, as TraceQL names them. `status` and `kind` values
 /// are the OTLP numbers.
@@ -206,6 +208,10 @@ pub struct BlockSummary {
     pub attributes: BTreeMap<String, BTreeMap<String, KeySummary>>,
     /// Per intrinsic (see [`intrinsics`]).
     pub intrinsics: BTreeMap<String, KeySummary>,
+    /// Scopes that had more than [`MAX_KEYS_PER_SCOPE`] keys: their key lists
+    /// are incomplete.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeSet::is_empty")]
+    pub truncated_scopes: std::collections::BTreeSet<String>,
 }
 
 impl BlockSummary {
@@ -214,14 +220,26 @@ impl BlockSummary {
         self.attributes.get(scope)?.get(key)
     }
 
+    /// Whether every key of `scope` in the block is listed, so a key absent
+    /// from the summary is absent from the block.
+    pub fn keys_complete(&self, scope: &str) -> bool {
+        !self.truncated_scopes.contains(scope)
+    }
+
     /// Adds `other` (another block's, for a compaction output).
     pub fn merge(&mut self, other: &BlockSummary) {
         self.version = SUMMARY_VERSION;
+        self.truncated_scopes
+            .extend(other.truncated_scopes.iter().cloned());
         for (scope, keys) in &other.attributes {
             let into = self.attributes.entry(scope.clone()).or_default();
             for (key, summary) in keys {
+                let full = into.len() >= MAX_KEYS_PER_SCOPE;
                 match into.get_mut(key) {
                     Some(existing) => existing.merge(summary),
+                    None if full => {
+                        self.truncated_scopes.insert(scope.clone());
+                    }
                     None => {
                         into.insert(key.clone(), summary.clone());
                     }
@@ -393,6 +411,8 @@ impl KeyAcc {
 #[derive(Debug, Default)]
 pub struct SummaryBuilder {
     attributes: [HashMap<String, KeyAcc>; 5],
+    /// Per scope, whether keys were dropped at [`MAX_KEYS_PER_SCOPE`].
+    truncated: [bool; 5],
     intrinsics: BTreeMap<&'static str, KeyAcc>,
 }
 
@@ -574,8 +594,13 @@ impl SummaryBuilder {
                 AttributeType::Bool if bools.is_valid(i) => Some(Val::Bool(bools.value(i))),
                 _ => None,
             };
+            let full = accs.len() >= MAX_KEYS_PER_SCOPE;
             let acc = match accs.get_mut(key) {
                 Some(acc) => acc,
+                None if full => {
+                    self.truncated[scope] = true;
+                    continue;
+                }
                 None => {
                     let track_values = accs.len() < MAX_KEYS_WITH_VALUES;
                     accs.entry(key.to_owned()).or_insert_with(|| KeyAcc {
@@ -592,6 +617,12 @@ impl SummaryBuilder {
     /// The summary.
     pub fn finish(self) -> BlockSummary {
         let mut attributes = BTreeMap::new();
+        let truncated_scopes = ATTRIBUTE_SCOPES
+            .iter()
+            .zip(self.truncated)
+            .filter(|(_, truncated)| *truncated)
+            .map(|(scope, _)| (*scope).to_owned())
+            .collect();
         for (scope, accs) in ATTRIBUTE_SCOPES.iter().zip(self.attributes) {
             if accs.is_empty() {
                 continue;
@@ -610,6 +641,7 @@ impl SummaryBuilder {
                 .filter(|(_, acc)| acc.count > 0)
                 .map(|(name, acc)| (name.to_owned(), acc.finish()))
                 .collect(),
+            truncated_scopes,
         }
     }
 }
@@ -719,5 +751,47 @@ mod tests {
             counts[&(AttrScope::Span, "code".to_owned())].by_type[&DedicatedType::Int],
             20
         );
+    }
+
+    #[test]
+    fn keys_beyond_the_cap_mark_the_scope_truncated() {
+        let keys_per_span = 100;
+        let spans = (0..(MAX_KEYS_PER_SCOPE / keys_per_span + 1) as u32)
+            .map(|i| Span {
+                trace_id: vec![1; 16],
+                span_id: (u64::from(i) + 1).to_be_bytes().to_vec(),
+                name: "s".into(),
+                attributes: (0..keys_per_span)
+                    .map(|k| attr(&format!("id.{i}.{k}"), any_value::Value::IntValue(1)))
+                    .collect(),
+                ..Span::default()
+            })
+            .collect();
+        let batch = request_to_batch(&request_with_spans(spans)).unwrap();
+        let mut builder = SummaryBuilder::new();
+        builder.add_batch(&batch).unwrap();
+        let summary = builder.finish();
+        assert_eq!(summary.attributes["span"].len(), MAX_KEYS_PER_SCOPE);
+        assert!(!summary.keys_complete("span"));
+        assert!(summary.keys_complete("resource"));
+        let decoded = BlockSummary::decode(&summary.encode().unwrap()).unwrap();
+        assert_eq!(decoded, summary);
+
+        // Merging a complete summary into a full one keeps the cap.
+        let mut small = SummaryBuilder::new();
+        let one = Span {
+            trace_id: vec![2; 16],
+            span_id: vec![9; 8],
+            attributes: vec![attr("other", any_value::Value::IntValue(1))],
+            ..Span::default()
+        };
+        small
+            .add_batch(&request_to_batch(&request_with_spans(vec![one])).unwrap())
+            .unwrap();
+        let mut merged = small.finish();
+        assert!(merged.keys_complete("span"));
+        merged.merge(&summary);
+        assert!(merged.attributes["span"].len() <= MAX_KEYS_PER_SCOPE);
+        assert!(!merged.keys_complete("span"));
     }
 }

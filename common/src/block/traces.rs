@@ -19,7 +19,7 @@ use arrow::array::{
     Int64Builder, ListBuilder, RecordBatch, StringArray, StringBuilder, StructBuilder,
     TimestampNanosecondArray, TimestampNanosecondBuilder,
 };
-use arrow::datatypes::{DataType, Field, Fields, Int32Type, Schema, SchemaRef, TimeUnit};
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -449,7 +449,7 @@ pub struct TraceTable {
 
 impl TraceTable {
     /// Decodes `traces.parquet`.
-    pub fn decode(bytes: Bytes) -> Result<Self> {
+    pub fn decode(bytes: Bytes, span_count: u64) -> Result<Self> {
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .map_err(Error::parquet("opening trace table"))?
             .with_batch_size(usize::MAX >> 1)
@@ -460,7 +460,39 @@ impl TraceTable {
             .map_err(Error::arrow("reading trace table"))?;
         let batch = arrow::compute::concat_batches(&trace_table_schema(), &batches)
             .map_err(Error::arrow("reading trace table"))?;
-        Self::from_batch(batch)
+        let table = Self::from_batch(batch)?;
+        table.check(span_count)?;
+        Ok(table)
+    }
+
+    /// Checks what lookups rely on, so that a damaged table is an error
+    /// here rather than a wrong answer or a panic later: trace IDs strictly
+    /// ascending, row ranges ascending, disjoint and within the block's
+    /// `span_count` rows, no nulls where a value is required.
+    fn check(&self, span_count: u64) -> Result<()> {
+        let ids: &FixedSizeBinaryArray = self.column(0);
+        let first: &Int64Array = self.column(1);
+        let count: &Int64Array = self.column(2);
+        if ids.null_count() + first.null_count() + count.null_count() > 0 {
+            return Err(Error::corrupt(
+                "trace table has null trace IDs or row ranges",
+            ));
+        }
+        let mut next_row = 0i64;
+        for i in 0..self.len() {
+            if i > 0 && ids.value(i - 1) >= ids.value(i) {
+                return Err(Error::corrupt("trace table is not sorted by trace ID"));
+            }
+            let (start, rows) = (first.value(i), count.value(i));
+            let end = start.checked_add(rows).unwrap_or(i64::MAX);
+            if start < next_row || rows < 0 || end as u64 > span_count {
+                return Err(Error::corrupt(format!(
+                    "trace table row range {start}+{rows} overlaps another or passes the block's {span_count} spans"
+                )));
+            }
+            next_row = end;
+        }
+        Ok(())
     }
 
     /// Wraps rows built by [`trace_table_batch`].
@@ -469,11 +501,6 @@ impl TraceTable {
             return Err(Error::corrupt("trace table has an unexpected schema"));
         }
         Ok(Self { batch })
-    }
-
-    /// Builds a table from entries (for live data and version-1 blocks).
-    pub fn from_entries(entries: &[TraceEntry]) -> Result<Self> {
-        Self::from_batch(trace_table_batch(entries)?)
     }
 
     /// The rows.
@@ -645,25 +672,9 @@ impl TraceTable {
     }
 }
 
-/// Nested-set numbers of rows that carry them, for callers that hold
-/// stored rows.
-pub fn structure_of(batch: &RecordBatch) -> Option<[&Int32Array; 4]> {
-    use crate::layout::structure::*;
-    let get = |name: &str| {
-        batch
-            .column_by_name(name)
-            .and_then(|c| c.as_primitive_opt::<Int32Type>())
-    };
-    Some([
-        get(NESTED_SET_LEFT)?,
-        get(NESTED_SET_RIGHT)?,
-        get(NESTED_SET_PARENT)?,
-        get(CHILD_COUNT)?,
-    ])
-}
-
 #[cfg(test)]
 mod tests {
+    use arrow::datatypes::Int32Type;
     use opentelemetry_proto::tonic::trace::v1::Span;
 
     use super::*;
@@ -748,8 +759,11 @@ mod tests {
                 errors: 1,
             }],
         };
-        let table =
-            TraceTable::decode(encode_trace_table(std::slice::from_ref(&entry)).unwrap()).unwrap();
+        let table = TraceTable::decode(
+            encode_trace_table(std::slice::from_ref(&entry)).unwrap(),
+            u64::MAX,
+        )
+        .unwrap();
         assert_eq!(table.find(&entry.trace_id), Some(0));
         assert_eq!(table.rows(0), 3..7);
         assert_eq!(table.trace_of_row(2), None);

@@ -234,10 +234,12 @@ pub(super) fn now_unix_nano() -> u64 {
         .unwrap_or(0)
 }
 
+/// Span rows in block order: by trace ID, then start time.
+///
 /// Rows already in order (the ingester gathers cut traces sorted) are
 /// returned as they are: checking costs a pass over two columns, reordering
 /// a copy of every column.
-fn sort_spans(batch: &RecordBatch) -> Result<RecordBatch> {
+pub fn sort_spans(batch: &RecordBatch) -> Result<RecordBatch> {
     if is_sorted(batch)? {
         return Ok(batch.clone());
     }

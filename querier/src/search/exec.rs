@@ -10,8 +10,8 @@ use strata_common::layout::BlockLayout;
 use super::plan::{DirectKeys, SearchPlan};
 use super::results::{SearchMetrics, SpanMatch, SpansetMatch, TraceMatch};
 use super::rows::{Columns, TraceRows};
+use crate::error::{Error, Result};
 use crate::trace_by_id::TimeRange;
-use crate::traceql::ast::FieldExpr;
 use crate::traceql::eval::{Binding, EvalError, Evaluator, Spanset, Value};
 
 /// Settings of one search shared by every source.
@@ -48,26 +48,22 @@ pub(crate) fn evaluate_runs(
     layout: &BlockLayout,
     direct: &DirectKeys,
     runs: &[Range<usize>],
-    entry_of: &mut dyn FnMut(usize, &TraceId) -> Option<TraceEntry>,
+    entry_of: &mut dyn FnMut(usize, &TraceId) -> Result<TraceEntry>,
     limits: Limits,
     want: Option<usize>,
     metrics: &mut SearchMetrics,
     out: &mut Vec<TraceMatch>,
-) -> Result<(), EvalError> {
+) -> Result<()> {
     let columns = Columns::new(batch, layout, direct);
     for (index, run) in runs.iter().enumerate() {
         if want.is_some_and(|w| out.len() >= w) {
             break;
         }
-        let Some(id) = columns
+        let id = columns
             .trace_id(run.start)
-            .and_then(|b| TraceId::from_slice(b).ok())
-        else {
-            continue;
-        };
-        let Some(entry) = entry_of(index, &id) else {
-            continue;
-        };
+            .ok_or_else(|| strata_common::Error::corrupt("a span row without a trace ID"))
+            .and_then(TraceId::from_slice)?;
+        let entry = entry_of(index, &id)?;
         if let Some(range) = limits.range
             && (entry.end_unix_nano < range.start_unix_nano
                 || entry.start_unix_nano > range.end_unix_nano)
@@ -85,7 +81,9 @@ pub(crate) fn evaluate_runs(
             spans: run.clone().collect(),
             attributes: Vec::new(),
         };
-        let sets = evaluator.pipeline(&plan.query.pipeline, vec![input])?;
+        let sets = evaluator
+            .pipeline(&plan.query.pipeline, vec![input])
+            .map_err(|e: EvalError| Error::BadRequest(e.to_string()))?;
         if sets.is_empty() {
             continue;
         }
@@ -125,15 +123,7 @@ fn spanset_match(
                 .iter()
                 .filter_map(|field| {
                     let value = evaluator.field(field, row, Binding::default()).into_owned();
-                    if matches!(value, Value::Nil) {
-                        return None;
-                    }
-                    let name = match field {
-                        FieldExpr::Attribute(a) => a.name.clone(),
-                        FieldExpr::Intrinsic(i) => i.name().to_owned(),
-                        _ => return None,
-                    };
-                    Some((name, value))
+                    (!matches!(value, Value::Nil)).then(|| (field.clone(), value))
                 })
                 .collect();
             SpanMatch {

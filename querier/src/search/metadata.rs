@@ -1,9 +1,9 @@
 //! A bounded cache of blocks' trace tables and attribute summaries.
 //!
-//! Both are small next to a block's spans (a few KiB to a few MiB) and
-//! immutable, so a search reads each once and keeps it until evicted by
-//! size: repeated searches over the same blocks then read only span
-//! columns.
+//! Both are small next to a block's spans (a few KiB for a fresh block,
+//! tens of MiB for the trace table of a large compacted one) and immutable,
+//! so a search reads each once and keeps it until evicted by size: repeated
+//! searches over the same blocks then read only span columns.
 
 use std::sync::Arc;
 

@@ -26,7 +26,7 @@ use arrow::compute::concat_batches;
 use datafusion::physical_expr::PhysicalExpr;
 use futures::{StreamExt, TryStreamExt};
 use parquet::arrow::arrow_reader::RowSelection;
-use strata_common::block::{TraceEntry, derive, read_block, to_stored};
+use strata_common::block::{derive, read_block, sort_spans, to_stored};
 use strata_common::layout::BlockLayout;
 use strata_common::{BlockMeta, LiveScan, LiveTraceSource, SpanPredicate, TenantId, span_schema};
 use tokio::sync::mpsc::UnboundedSender;
@@ -36,7 +36,7 @@ pub(crate) use metadata::BlockMetadataCache;
 pub use results::{SearchMetrics, SpanMatch, SpansetMatch, TraceMatch};
 #[cfg(test)]
 pub(crate) use tags::go_float;
-pub use tags::{ATTRIBUTE_SCOPES, INTRINSIC_TAGS, TagValue};
+pub use tags::{INTRINSIC_TAGS, TagValue};
 
 use self::exec::{Limits, evaluate_runs, trace_runs};
 use self::plan::{DirectKeys, SearchPlan};
@@ -50,6 +50,9 @@ use crate::traceql::Query;
 
 /// Blocks searched at once.
 const BLOCK_CONCURRENCY: usize = 4;
+
+/// The answer to a TraceQL metrics query (`{ } | rate()`) sent to search.
+pub(crate) const METRICS_REFUSED: &str = "invalid TraceQL query: metrics queries (`| rate()`, `| count_over_time()` …) are not answered by search, and TraceQL metrics are not supported yet";
 
 /// A search to run.
 #[derive(Debug, Clone)]
@@ -146,9 +149,7 @@ impl Searcher {
         collect_keys: bool,
     ) -> Result<SearchOutcome> {
         if request.query.metrics.is_some() {
-            return Err(Error::BadRequest(
-                "this is a TraceQL metrics query: run it with /api/metrics/query_range".into(),
-            ));
+            return Err(Error::BadRequest(METRICS_REFUSED.into()));
         }
         let most_recent = request.query.most_recent();
         let plan =
@@ -158,22 +159,10 @@ impl Searcher {
             range: request.range,
         };
         let mut combiner = Combiner::new(request.limit, most_recent);
-        let mut metrics = SearchMetrics::default();
-
-        let mut blocks: Vec<Arc<BlockMeta>> = self
-            .blocks
-            .blocks(tenant)
-            .into_iter()
-            .filter(|m| {
-                request
-                    .range
-                    .is_none_or(|r| m.overlaps(r.start_unix_nano, r.end_unix_nano))
-            })
-            .collect();
-        blocks.sort_by_key(|m| Reverse((m.end_time_unix_nano, m.block_id)));
-        metrics.total_blocks = blocks.len() as u64;
-        metrics.total_block_bytes = blocks.iter().map(|m| m.data_size_bytes).sum();
-        metrics.total_jobs = (blocks.len() + self.live.len()) as u64;
+        let mut metrics = SearchMetrics {
+            total_jobs: self.live.len() as u64,
+            ..SearchMetrics::default()
+        };
         let send = |combiner: &mut Combiner, metrics: &SearchMetrics| {
             if let Some(tx) = &progress {
                 let _ = tx.send(SearchProgress {
@@ -199,6 +188,24 @@ impl Searcher {
             metrics.completed_jobs += 1;
             send(&mut combiner, &metrics);
         }
+
+        // The block list is read after the live sources: a block uploaded
+        // while they were read is then found here (rows only move from live
+        // sources to blocks), and one found in both merges by trace.
+        let mut blocks: Vec<Arc<BlockMeta>> = self
+            .blocks
+            .blocks(tenant)
+            .into_iter()
+            .filter(|m| {
+                request
+                    .range
+                    .is_none_or(|r| m.overlaps(r.start_unix_nano, r.end_unix_nano))
+            })
+            .collect();
+        blocks.sort_by_key(|m| Reverse((m.end_time_unix_nano, m.block_id)));
+        metrics.total_blocks = blocks.len() as u64;
+        metrics.total_block_bytes = blocks.iter().map(|m| m.data_size_bytes).sum();
+        metrics.total_jobs += blocks.len() as u64;
         if combiner.complete(blocks.first().map(|m| m.end_time_unix_nano)) {
             return Ok(finish(&combiner, metrics));
         }
@@ -218,10 +225,15 @@ impl Searcher {
                     metrics.inspected_bytes += block_metrics.inspected_bytes;
                     found.into_iter().for_each(|t| combiner.add(t));
                 }
-                Err(Error::BadRequest(message)) => return Err(Error::BadRequest(message)),
+                // As Tempo's frontend does: a search that cannot read a
+                // block fails, rather than answering without its traces (a
+                // search carries no "partial" flag, unlike trace-by-ID).
                 Err(error) => {
-                    warn!(block = %blocks[i].block_id, %error, "searching a block failed; its traces are missing from the answer");
-                    metrics::counter!("strata_querier_block_read_failures_total").increment(1);
+                    if !matches!(error, Error::BadRequest(_)) {
+                        warn!(block = %blocks[i].block_id, %error, "searching a block failed");
+                        metrics::counter!("strata_querier_block_read_failures_total").increment(1);
+                    }
+                    return Err(error);
                 }
             }
             metrics.completed_jobs += 1;
@@ -376,10 +388,14 @@ impl Searcher {
                     carry = Some(batch.slice(last.start, last.len()));
                 }
                 if !runs.is_empty() {
-                    let mut entry_of =
-                        |_: usize, id: &strata_common::TraceId| -> Option<TraceEntry> {
-                            table.find(id).and_then(|i| table.entry(i).ok())
-                        };
+                    let mut entry_of = |_: usize, id: &strata_common::TraceId| {
+                        let index = table.find(id).ok_or_else(|| {
+                            strata_common::Error::corrupt(format!(
+                                "trace {id} has rows but no entry in the trace table"
+                            ))
+                        })?;
+                        Ok(table.entry(index)?)
+                    };
                     evaluate_runs(
                         plan,
                         &batch,
@@ -391,8 +407,7 @@ impl Searcher {
                         want,
                         &mut metrics,
                         &mut found,
-                    )
-                    .map_err(|e| Error::BadRequest(e.to_string()))?;
+                    )?;
                 }
                 if done || want.is_some_and(|w| found.len() >= w) {
                     break;
@@ -424,7 +439,9 @@ fn finish(combiner: &Combiner, metrics: SearchMetrics) -> SearchOutcome {
 }
 
 /// Evaluates canonical rows (live data, version-1 blocks): structure and
-/// trace facts are derived here, as a block writer would have.
+/// trace facts are derived here, as a block writer would have. A live
+/// trace may come in pieces from several stages; sorting into block order
+/// joins them, so each trace is evaluated whole.
 fn evaluate_canonical(
     plan: &SearchPlan,
     batches: Vec<RecordBatch>,
@@ -438,6 +455,7 @@ fn evaluate_canonical(
     }
     let batch = concat_batches(&span_schema(), &batches)
         .map_err(|e| strata_common::Error::corrupt(format!("joining live rows: {e}")))?;
+    let batch = sort_spans(&batch)?;
     let derived = derive(&batch, 0)?;
     let layout = BlockLayout::current(Vec::new());
     let stored = to_stored(&batch, derived.structure, &layout)?;
@@ -445,7 +463,13 @@ fn evaluate_canonical(
     let columns = Columns::new(&stored, &layout, &direct);
     let runs = trace_runs(&columns, stored.num_rows());
     let entries = derived.traces;
-    let mut entry_of = |run: usize, _: &strata_common::TraceId| entries.get(run).cloned();
+    let mut entry_of = |run: usize, _: &strata_common::TraceId| {
+        entries.get(run).cloned().ok_or_else(|| {
+            Error::from(strata_common::Error::corrupt(
+                "derived traces do not match the rows",
+            ))
+        })
+    };
     let mut found = Vec::new();
     evaluate_runs(
         plan,
@@ -458,7 +482,6 @@ fn evaluate_canonical(
         want,
         metrics,
         &mut found,
-    )
-    .map_err(|e| Error::BadRequest(e.to_string()))?;
+    )?;
     Ok(found)
 }

@@ -697,13 +697,14 @@ fn possible(expr: &FieldExpr, summary: &BlockSummary) -> bool {
                     scopes
                         .iter()
                         .any(|scope| match summary.attribute(scope, &a.name) {
-                            None => false,
+                            None => !summary.keys_complete(scope),
                             Some(key) => value_possible(key, op, value),
                         })
                 }
                 FieldExpr::Intrinsic(i) if op == BinaryOp::Eq => {
                     let (name, wanted) = match (i, value) {
-                        (Intrinsic::Name, Static::String(s)) => {
+                        // Empty names are not summarised.
+                        (Intrinsic::Name, Static::String(s)) if !s.is_empty() => {
                             (intrinsics::NAME, SummaryValue::String(s.clone()))
                         }
                         (Intrinsic::Status, Static::Status(s)) => {
@@ -738,7 +739,7 @@ fn present(a: &Attribute, summary: &BlockSummary) -> bool {
     let scopes = a.scope.summary_scopes();
     scopes
         .iter()
-        .any(|s| summary.attribute(s, &a.name).is_some())
+        .any(|s| summary.attribute(s, &a.name).is_some() || !summary.keys_complete(s))
 }
 
 /// Whether a key with this summary may satisfy `op value`.

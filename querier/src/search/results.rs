@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use strata_common::TraceId;
 use strata_common::block::TraceEntry;
 
+use crate::traceql::ast::FieldExpr;
 use crate::traceql::eval::Value;
 
 /// A span shown in a result.
@@ -23,8 +24,10 @@ pub struct SpanMatch {
     pub start_unix_nano: u64,
     /// Duration, ns.
     pub duration_nanos: u64,
-    /// Attributes the query read, by name.
-    pub attributes: Vec<(String, Value<'static>)>,
+    /// Attributes and intrinsics the query read, with the field each came
+    /// from (shown by bare name, as Tempo does, so `span.x` and
+    /// `resource.x` look alike in answers but not here).
+    pub attributes: Vec<(FieldExpr, Value<'static>)>,
     /// Every attribute key of the span, by scope, when asked for.
     pub keys: Vec<(&'static str, String)>,
 }

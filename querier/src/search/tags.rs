@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use strata_common::block::summary::{KeySummary, SummaryValue, intrinsics};
 use strata_common::block::{BlockSummary, SummaryBuilder};
-use strata_common::{BlockMeta, LiveScan, TenantId};
+use strata_common::{ATTRIBUTE_SCOPES, BlockMeta, LiveScan, TenantId};
 
 use super::{SearchRequest, Searcher};
 use crate::error::Result;
@@ -56,9 +56,6 @@ pub const INTRINSIC_TAGS: [&str; 25] = [
     "trace:rootService",
     "traceDuration",
 ];
-
-/// Attribute scopes, in the order answers list them.
-pub const ATTRIBUTE_SCOPES: [&str; 5] = ["resource", "span", "event", "link", "instrumentation"];
 
 /// A typed tag value (`/api/v2/search/tag/<tag>/values`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -128,14 +125,7 @@ impl Searcher {
             return Ok(out);
         }
         for meta in self.blocks_in(tenant, range) {
-            let keys = &meta.attribute_keys;
-            for (scope, names) in [
-                ("resource", &keys.resource),
-                ("span", &keys.span),
-                ("event", &keys.event),
-                ("link", &keys.link),
-                ("instrumentation", &keys.instrumentation),
-            ] {
+            for (scope, names) in meta.attribute_keys.by_scope() {
                 out.entry(scope).or_default().extend(names.iter().cloned());
             }
         }
@@ -206,12 +196,16 @@ impl Searcher {
             if meta.has_trace_table() {
                 add(&*self.metadata.summary(store, &meta).await?);
             } else {
-                // A version-1 block has no summary: derive one.
+                // A version-1 block has no summary: derive one as a writer
+                // would, from the whole block so each trace's root is found.
+                let batches =
+                    strata_common::block::read_block(Arc::clone(self.blocks.store()), &meta)
+                        .await?;
                 let mut builder = SummaryBuilder::new();
-                for batch in
-                    strata_common::block::read_block(Arc::clone(self.blocks.store()), &meta).await?
-                {
-                    builder.add_batch(&batch)?;
+                if let Some(first) = batches.first() {
+                    let whole = arrow::compute::concat_batches(&first.schema(), &batches)
+                        .map_err(datafusion::error::DataFusionError::from)?;
+                    add_canonical(&mut builder, vec![whole])?;
                 }
                 add(&builder.finish());
             }
@@ -272,17 +266,11 @@ impl Searcher {
             for span in trace.spansets.iter().flat_map(|s| &s.spans) {
                 let value = match tag {
                     FieldExpr::Intrinsic(Intrinsic::Name) => Some(string_value(span.name.clone())),
-                    FieldExpr::Attribute(a) => span
+                    _ => span
                         .attributes
                         .iter()
-                        .find(|(k, _)| *k == a.name)
+                        .find(|(field, _)| field == tag)
                         .and_then(|(_, v)| typed_value(v)),
-                    FieldExpr::Intrinsic(i) => span
-                        .attributes
-                        .iter()
-                        .find(|(k, _)| k == i.name())
-                        .and_then(|(_, v)| typed_value(v)),
-                    _ => None,
                 };
                 if let Some(value) = value {
                     *counts.entry(value).or_default() += 1;

@@ -84,7 +84,8 @@ impl Value<'_> {
             Value::Bool(b) => format!("b:{b}"),
             Value::Int(i) => format!("i:{i}"),
             Value::Float(f) => format!("f:{}", f.to_bits()),
-            Value::Str(s) => format!("s:{s}"),
+            // Length-prefixed so array keys cannot collide through commas.
+            Value::Str(s) => format!("s{}:{s}", s.len()),
             Value::Duration(d) => format!("d:{d}"),
             Value::Status(s) => format!("st:{s}"),
             Value::Kind(k) => format!("k:{k}"),

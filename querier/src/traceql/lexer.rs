@@ -3,6 +3,8 @@
 //! `//` and `/* */` comments, and attribute names read raw after a scope
 //! prefix up to a delimiter, with `"quoted"` segments.
 
+use strata_common::ATTRIBUTE_SCOPES;
+
 use super::error::{ParseError, Position};
 
 /// A token.
@@ -70,7 +72,6 @@ const SYMBOLS: &[&str] = &[
     "%", "^",
 ];
 
-const ATTRIBUTE_SCOPES: &[&str] = &["span", "resource", "event", "link", "instrumentation"];
 const COLON_SCOPES: &[&str] = &["span", "trace", "event", "link", "instrumentation"];
 
 /// Runes that end an unquoted attribute name (besides whitespace).
@@ -429,7 +430,10 @@ impl Lexer<'_> {
         let mut j = self.i;
         while let Some((_, c)) = self.chars.get(j) {
             if c.is_ascii_digit()
-                || matches!(c, '.' | 'n' | 's' | 'u' | 'm' | 'h' | 'µ' | 'd' | 'w' | 'y')
+                || matches!(
+                    c,
+                    '.' | 'n' | 's' | 'u' | 'm' | 'h' | 'µ' | 'μ' | 'd' | 'w' | 'y'
+                )
             {
                 j += 1;
             } else {
@@ -520,7 +524,10 @@ fn parse_prometheus_duration(text: &str) -> Option<i64> {
     i64::try_from(total).ok()
 }
 
-fn parse_go_duration(text: &str) -> Option<i64> {
+pub(crate) fn parse_go_duration(text: &str) -> Option<i64> {
+    if text == "0" {
+        return Some(0);
+    }
     const UNITS: [(&str, f64); 8] = [
         ("ns", 1.0),
         ("us", 1e3),

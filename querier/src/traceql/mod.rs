@@ -29,10 +29,11 @@ pub fn parse(text: &str) -> Result<Query, ParseError> {
     Ok(query)
 }
 
-/// Parses a duration as TraceQL does (`100ms`, `1h30m`, `1.5s`, `2d`),
-/// in nanoseconds.
-pub fn parse_duration_literal(text: &str) -> Option<i64> {
-    lexer::parse_duration(text)
+/// Parses a duration as Go's `time.ParseDuration` does (`1.5s`, `100us`,
+/// `1h15m`, `0`; no days), in nanoseconds: Tempo reads its `minDuration` and
+/// `maxDuration` search parameters so.
+pub fn parse_go_duration(text: &str) -> Option<i64> {
+    lexer::parse_go_duration(text)
 }
 
 /// Parses a lone attribute or intrinsic (a tag name in the tag-values API:

@@ -18,7 +18,11 @@ use super::lexer::{Tok, Token, tokenize};
 /// Parses a query (syntax only; see [`super::validate`]).
 pub(crate) fn parse_query(src: &str) -> Result<Query, ParseError> {
     let tokens = tokenize(src)?;
-    let mut parser = Parser { tokens, i: 0 };
+    let mut parser = Parser {
+        tokens,
+        i: 0,
+        depth: 0,
+    };
     let query = parser.query()?;
     Ok(query)
 }
@@ -27,7 +31,11 @@ pub(crate) fn parse_query(src: &str) -> Result<Query, ParseError> {
 /// (`resource.service.name`, `span:status`, `.foo`).
 pub(crate) fn parse_field(src: &str) -> Result<FieldExpr, ParseError> {
     let tokens = tokenize(src)?;
-    let mut parser = Parser { tokens, i: 0 };
+    let mut parser = Parser {
+        tokens,
+        i: 0,
+        depth: 0,
+    };
     let field = parser.field_expr()?;
     parser.expect_eof()?;
     Ok(field)
@@ -36,7 +44,17 @@ pub(crate) fn parse_field(src: &str) -> Result<FieldExpr, ParseError> {
 struct Parser {
     tokens: Vec<Token>,
     i: usize,
+    /// Nesting so far: parentheses, braces, prefix operators and chained
+    /// binary operators each add a level.
+    depth: usize,
 }
+
+/// The deepest nesting a query may have.
+///
+/// Parsing, checking, evaluating and printing all recurse over the tree, so
+/// an unbounded depth (a 128 KiB query of `((((…` or `!!!!…`) would overflow
+/// a thread's stack and abort the process; real queries nest a few levels.
+pub(crate) const MAX_NESTING: usize = 64;
 
 const METRICS_FUNCTIONS: &[&str] = &[
     "rate",
@@ -507,6 +525,8 @@ impl Parser {
     /// Spanset expressions with `&&`/`||` (binding 1) and structural
     /// operators (binding 3), left-associative.
     fn spanset_expr(&mut self, min: u8) -> Result<SpansetExpr, ParseError> {
+        let outer = self.depth;
+        self.deeper()?;
         let mut lhs = self.spanset_primary()?;
         loop {
             let op = match self.peek() {
@@ -521,7 +541,9 @@ impl Parser {
             self.next();
             let rhs = self.spanset_expr(binding + 1)?;
             lhs = SpansetExpr::Op(op, Box::new(lhs), Box::new(rhs));
+            self.deeper()?;
         }
+        self.depth = outer;
         Ok(lhs)
     }
 
@@ -558,6 +580,8 @@ impl Parser {
     }
 
     fn field_binary(&mut self, min: u8) -> Result<FieldExpr, ParseError> {
+        let outer = self.depth;
+        self.deeper()?;
         let mut lhs = self.field_prefix()?;
         loop {
             let op = match self.peek() {
@@ -573,6 +597,7 @@ impl Parser {
             if matches!(op, BinaryOp::Eq | BinaryOp::Neq) && self.is_ident("nil") {
                 self.next();
                 lhs = FieldExpr::Exists(Box::new(lhs), op == BinaryOp::Neq);
+                self.deeper()?;
                 continue;
             }
             if self.is_ident("nil") {
@@ -583,8 +608,22 @@ impl Parser {
             }
             let rhs = self.field_binary(right)?;
             lhs = FieldExpr::binary(op, lhs, rhs);
+            self.deeper()?;
         }
+        self.depth = outer;
         Ok(lhs)
+    }
+
+    /// One level deeper, or an error past [`MAX_NESTING`].
+    fn deeper(&mut self) -> Result<(), ParseError> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(ParseError::at(
+                self.pos(),
+                format!("query nested deeper than {MAX_NESTING} levels"),
+            ));
+        }
+        Ok(())
     }
 
     fn field_prefix(&mut self) -> Result<FieldExpr, ParseError> {
@@ -611,8 +650,9 @@ impl Parser {
                 }
             };
             if self.is_ident("nil") {
+                // Nothing is always absent.
                 self.next();
-                return Ok(FieldExpr::Static(Static::Bool(false)));
+                return Ok(FieldExpr::Static(Static::Bool(op == BinaryOp::Eq)));
             }
             let (_, right) = field_binding(BinaryOp::Eq);
             let operand = self.field_binary(right)?;

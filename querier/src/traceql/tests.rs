@@ -179,3 +179,52 @@ fn errors_say_where_and_what() {
     assert!(err("{ .a = $var }").contains("unexpected character"));
     assert!(parse("count() + 1 > 2").unwrap_err().unsupported);
 }
+
+#[test]
+fn nesting_is_bounded_so_a_query_cannot_exhaust_the_stack() {
+    let n = 50_000;
+    let too_deep = [
+        format!("{{ {}.a = 1{} }}", "(".repeat(n), ")".repeat(n)),
+        format!("{{ {}.a }}", "!".repeat(n)),
+        format!("{{ {}.a }}", "-".repeat(n)),
+        format!("{{ {} }}", vec![".a = 1"; n].join(" && ")),
+        format!("{{ .a = {} }}", vec!["2"; n].join(" ^ ")),
+        format!("{{ .a{} }}", " = nil".repeat(n)),
+        vec!["{ }"; n].join(" && "),
+        format!("{}{{ }}{}", "(".repeat(n), ")".repeat(n)),
+    ];
+    for q in too_deep {
+        assert!(err(&q).contains("nested deeper than"), "{}", &q[..40]);
+    }
+    // Well inside the limit: parses, checks and prints back.
+    let deep = format!("{{ {}.a = 1{} }}", "(".repeat(60), ")".repeat(60));
+    let chain = format!("{{ {} }}", vec![".a = 1"; 60].join(" || "));
+    for q in [deep, chain] {
+        let parsed = ok(&q);
+        assert_eq!(ok(&display::query(&parsed)), parsed);
+    }
+}
+
+#[test]
+fn nil_compared_with_nil() {
+    assert_eq!(
+        filter("{ nil = nil }"),
+        FieldExpr::Static(Static::Bool(true))
+    );
+    assert_eq!(
+        filter("{ nil != nil }"),
+        FieldExpr::Static(Static::Bool(false))
+    );
+}
+
+#[test]
+fn group_keys_of_string_arrays_do_not_collide() {
+    use std::borrow::Cow;
+
+    use super::eval::Value;
+    let s = |v: &str| Value::Str(Cow::Owned(v.to_owned()));
+    let joined = Value::Array(vec![s("a,s:b")]);
+    let split = Value::Array(vec![s("a"), s("b")]);
+    assert_ne!(joined.group_key(), split.group_key());
+    assert_ne!(s("1").group_key(), Value::Int(1).group_key());
+}
