@@ -84,40 +84,38 @@ pub async fn read_meta(
 
 /// Reads a version-2 block's trace table (`traces.parquet`).
 pub async fn read_trace_table(store: &dyn ObjectStore, meta: &BlockMeta) -> Result<TraceTable> {
-    if !meta.has_trace_table() {
-        return Err(Error::invalid_input(format!(
-            "block {} (format version {}) has no trace table",
-            meta.block_id, meta.format_version
-        )));
-    }
     let path = paths::traces_path(&meta.tenant, meta.block_id);
-    let bytes = store
-        .get(&path)
-        .await
-        .map_err(Error::object_store("get", &path))?
-        .bytes()
-        .await
-        .map_err(Error::object_store("get", &path))?;
+    let bytes = read_v2_object(store, meta, "trace table", &path).await?;
     TraceTable::decode(bytes, meta.span_count)
 }
 
 /// Reads a version-2 block's attribute summary (`summary.json.gz`).
 pub async fn read_summary(store: &dyn ObjectStore, meta: &BlockMeta) -> Result<BlockSummary> {
+    let path = paths::summary_path(&meta.tenant, meta.block_id);
+    let bytes = read_v2_object(store, meta, "summary", &path).await?;
+    BlockSummary::decode(&bytes)
+}
+
+/// The bytes of `path`, an object only version-2 blocks have.
+async fn read_v2_object(
+    store: &dyn ObjectStore,
+    meta: &BlockMeta,
+    what: &str,
+    path: &object_store::path::Path,
+) -> Result<bytes::Bytes> {
     if !meta.has_trace_table() {
         return Err(Error::invalid_input(format!(
-            "block {} (format version {}) has no summary",
+            "block {} (format version {}) has no {what}",
             meta.block_id, meta.format_version
         )));
     }
-    let path = paths::summary_path(&meta.tenant, meta.block_id);
-    let bytes = store
-        .get(&path)
+    store
+        .get(path)
         .await
-        .map_err(Error::object_store("get", &path))?
+        .map_err(Error::object_store("get", path))?
         .bytes()
         .await
-        .map_err(Error::object_store("get", &path))?;
-    BlockSummary::decode(&bytes)
+        .map_err(Error::object_store("get", path))
 }
 
 /// Reads every span row of a block, canonical.
