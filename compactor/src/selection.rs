@@ -91,7 +91,7 @@ pub fn plan_jobs(
                 && spans + meta.span_count <= config.max_job_spans
                 && bytes + meta.data_size_bytes <= config.max_block_bytes;
             if !fits {
-                if stripe.len() >= 2 {
+                if worth_a_job(&stripe) {
                     jobs.push(Job {
                         window,
                         inputs: std::mem::take(&mut stripe),
@@ -109,7 +109,7 @@ pub fn plan_jobs(
             bytes += meta.data_size_bytes;
             stripe.push(meta);
         }
-        if stripe.len() >= 2 {
+        if worth_a_job(&stripe) {
             jobs.push(Job {
                 window,
                 inputs: stripe,
@@ -117,6 +117,16 @@ pub fn plan_jobs(
         }
     }
     jobs
+}
+
+/// Two blocks or more merge; a block alone is rewritten only to upgrade it
+/// from an older format version, so search gets its trace table, summary
+/// and typed columns.
+fn worth_a_job(stripe: &[Arc<BlockMeta>]) -> bool {
+    stripe.len() >= 2
+        || stripe
+            .iter()
+            .any(|m| m.format_version < strata_common::meta::FORMAT_VERSION)
 }
 
 #[cfg(test)]
@@ -193,5 +203,16 @@ mod tests {
         // A block at the limit is never an input.
         let live = vec![block(999, 0, 2_000), block(999, 0, 10)];
         assert!(plan_jobs(&live, &config(), now).is_empty());
+    }
+
+    #[test]
+    fn a_lone_block_of_an_older_format_is_upgraded() {
+        let now = 1_000 * HOUR;
+        let mut old = (*block(10, 0, 10)).clone();
+        old.format_version = 1;
+        let jobs = plan_jobs(&[Arc::new(old), block(20, 0, 10)], &config(), now);
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].window, 10);
+        assert_eq!(jobs[0].inputs.len(), 1);
     }
 }

@@ -387,23 +387,7 @@ async fn version_1_inputs_are_upgraded_by_the_merge() {
     // The committed version-1 fixture block plus a new block: the output is
     // version 2, and reads back the same spans.
     let (dir, store) = local_store();
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../common/tests/fixtures/v1-block/fixture");
-    let tenant = TenantId::new("fixture").unwrap();
-    let target = dir.path().join("fixture");
-    std::fs::create_dir_all(&target).unwrap();
-    for entry in walk(&fixture) {
-        let relative = entry.strip_prefix(&fixture).unwrap();
-        let to = target.join(relative);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(&entry, &to).unwrap();
-    }
-    let v1: strata_common::BlockId = "019ad000-0000-7000-8000-000000000001".parse().unwrap();
-    let v1_meta = read_meta(store.as_ref(), &tenant, v1)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(v1_meta.format_version, 1);
+    let (tenant, v1_meta) = v1_fixture(dir.path(), &store).await;
     let v1_rows = read_block(Arc::clone(&store), &v1_meta).await.unwrap();
     let v1_spans: usize = v1_rows.iter().map(RecordBatch::num_rows).sum();
     // In the same compaction window as the fixture's spans.
@@ -433,6 +417,49 @@ async fn version_1_inputs_are_upgraded_by_the_merge() {
     let merged = read_block(Arc::clone(&store), output).await.unwrap();
     let spans: usize = merged.iter().map(RecordBatch::num_rows).sum();
     assert_eq!(spans, v1_spans + 1);
+}
+
+#[tokio::test]
+async fn a_lone_version_1_block_is_upgraded() {
+    let (dir, store) = local_store();
+    let (tenant, v1_meta) = v1_fixture(dir.path(), &store).await;
+    let compactor = Compactor::new(Arc::clone(&store), CompactorConfig::default());
+    let now = UNIX_EPOCH + Duration::from_nanos(v1_meta.end_time_unix_nano + 1_000_000_000);
+    let report = compactor.run_once(now).await.unwrap();
+    assert_eq!(report.jobs_run, 1, "{report:?}");
+    let mut cache = MetaCache::default();
+    let state = TenantState::load(store.as_ref(), &tenant, &mut cache)
+        .await
+        .unwrap();
+    let live: Vec<_> = state.live.values().collect();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].format_version, 2);
+    assert_eq!(live[0].span_count, v1_meta.span_count);
+    // Nothing left to do on the next pass.
+    let report = compactor.run_once(now).await.unwrap();
+    assert_eq!(report.jobs_run, 0, "{report:?}");
+}
+
+/// The committed version-1 fixture block, copied into the store at `root`.
+async fn v1_fixture(root: &std::path::Path, store: &Arc<dyn ObjectStore>) -> (TenantId, BlockMeta) {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../common/tests/fixtures/v1-block/fixture");
+    let tenant = TenantId::new("fixture").unwrap();
+    let target = root.join("fixture");
+    std::fs::create_dir_all(&target).unwrap();
+    for entry in walk(&fixture) {
+        let relative = entry.strip_prefix(&fixture).unwrap();
+        let to = target.join(relative);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&entry, &to).unwrap();
+    }
+    let v1: strata_common::BlockId = "019ad000-0000-7000-8000-000000000001".parse().unwrap();
+    let meta = read_meta(store.as_ref(), &tenant, v1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(meta.format_version, 1);
+    (tenant, meta)
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
