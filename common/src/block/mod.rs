@@ -16,7 +16,7 @@ pub use reader::{
 pub use stored::{to_canonical, to_stored};
 pub use stream_writer::StreamingBlockWriter;
 pub use summary::{BlockSummary, SummaryBuilder, dedicated_for_merge};
-pub use traces::{Derived, TraceEntry, TraceTable, derive};
+pub use traces::{Derived, TraceEntry, TraceTable, derive, pick_parent};
 pub use writer::{
     BlockWriteOptions, EncodedBlock, encode_block, sort_spans, upload_block, write_block,
 };

@@ -212,6 +212,32 @@ struct Tree<'a> {
 const KIND_SERVER: i32 = 2;
 const KIND_CLIENT: i32 = 3;
 
+/// A span's parent among `candidates`, the spans carrying its parent span
+/// ID: the only one, or, where Zipkin's client and server spans share an ID,
+/// the one of the opposite kind. Never the span itself. `kind_of` gives a
+/// candidate's (or `this` span's) OTLP kind. The one rule for numbering the
+/// tree at write time and for `parent.`/structure over live data.
+pub fn pick_parent(
+    candidates: &[usize],
+    this: usize,
+    kind_of: impl Fn(usize) -> i32,
+) -> Option<usize> {
+    match candidates {
+        [one] => Some(*one).filter(|p| *p != this),
+        [a, b] => {
+            let want = if kind_of(this) == KIND_SERVER {
+                KIND_CLIENT
+            } else {
+                KIND_SERVER
+            };
+            [*a, *b]
+                .into_iter()
+                .find(|c| *c != this && kind_of(*c) == want)
+        }
+        _ => None,
+    }
+}
+
 impl Tree<'_> {
     /// Assigns nested-set numbers as Tempo does
     /// (`vparquet5/nested_set_model.go`): depth first from each root span in
@@ -250,21 +276,8 @@ impl Tree<'_> {
             let Some(candidates) = by_id.get(self.parents.value(row)) else {
                 continue;
             };
-            let found = match candidates.as_slice() {
-                [one] => Some(*one),
-                [a, b] => {
-                    let want = if self.kinds.value(row) == KIND_SERVER {
-                        KIND_CLIENT
-                    } else {
-                        KIND_SERVER
-                    };
-                    [*a, *b]
-                        .into_iter()
-                        .find(|c| self.kinds.value(self.offset + c) == want)
-                }
-                _ => None,
-            };
-            if let Some(p) = found.filter(|p| *p != i) {
+            let kind_of = |local: usize| self.kinds.value(self.offset + local);
+            if let Some(p) = pick_parent(candidates, i, kind_of) {
                 children[p].push(i);
             }
         }

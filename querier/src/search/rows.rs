@@ -16,7 +16,7 @@ use arrow::array::{
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
 use prost::Message;
-use strata_common::block::TraceEntry;
+use strata_common::block::{TraceEntry, pick_parent};
 use strata_common::layout::{AttrScope, BlockLayout, structure};
 use strata_common::schema::{AttributeType, attribute_fields, columns};
 
@@ -367,9 +367,6 @@ impl<'a> TraceRows<'a> {
     }
 }
 
-const KIND_SERVER: i32 = 2;
-const KIND_CLIENT: i32 = 3;
-
 impl SpanAccess for TraceRows<'_> {
     fn attribute(
         &self,
@@ -529,21 +526,11 @@ impl SpanAccess for TraceRows<'_> {
             return None;
         }
         let candidates = self.by_span_id.as_ref()?.get(parents.value(row))?;
-        match candidates.as_slice() {
-            [one] => Some(*one).filter(|p| *p != row),
-            [a, b] => {
-                let kinds = self.columns.kind?;
-                let want = if kinds.value(row) == KIND_SERVER {
-                    KIND_CLIENT
-                } else {
-                    KIND_SERVER
-                };
-                [*a, *b]
-                    .into_iter()
-                    .find(|c| *c != row && kinds.value(*c) == want)
-            }
-            _ => None,
+        if candidates.len() == 1 {
+            return pick_parent(candidates, row, |_| 0);
         }
+        let kinds = self.columns.kind?;
+        pick_parent(candidates, row, |r| kinds.value(r))
     }
 
     fn nested_set(&self, row: usize) -> NestedSet {
