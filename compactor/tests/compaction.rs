@@ -158,10 +158,7 @@ async fn small_blocks_become_one_with_fragments_joined_and_duplicates_dropped() 
     assert_eq!(report.outstanding_blocks, 0);
     assert_eq!(report.merge.duplicates_dropped, 1);
 
-    let mut cache = MetaCache::default();
-    let state = TenantState::load(store.as_ref(), &tenant, &mut cache)
-        .await
-        .unwrap();
+    let state = load_state(&store, &tenant).await;
     assert_eq!(state.live.len(), 1);
     assert_eq!(
         state.compacted.len(),
@@ -228,9 +225,7 @@ async fn small_blocks_become_one_with_fragments_joined_and_duplicates_dropped() 
     let later = SystemTime::now() + Duration::from_secs(301);
     let report = compactor.run_once(later).await.unwrap();
     assert_eq!(report.retirement.blocks_deleted, BLOCKS + 3);
-    let state = TenantState::load(store.as_ref(), &tenant, &mut cache)
-        .await
-        .unwrap();
+    let state = load_state(&store, &tenant).await;
     assert_eq!(state.objects.len(), 1);
     assert!(state.compacted.is_empty());
 }
@@ -259,10 +254,7 @@ async fn a_committed_output_hides_its_inputs_and_the_next_pass_marks_them() {
     }
     let output = writer.finish(vec![input.block_id]).await.unwrap();
 
-    let mut cache = MetaCache::default();
-    let state = TenantState::load(store.as_ref(), &tenant, &mut cache)
-        .await
-        .unwrap();
+    let state = load_state(&store, &tenant).await;
     assert_eq!(
         state.live.keys().copied().collect::<Vec<_>>(),
         vec![output.block_id]
@@ -334,10 +326,7 @@ async fn joined_fragments_get_their_structure_and_trace_facts_recomputed() {
     let compactor = Compactor::new(Arc::clone(&store), CompactorConfig::default());
     let report = compactor.run_once(SystemTime::now()).await.unwrap();
     assert_eq!(report.merge.traces_joined, 1, "{report:?}");
-    let mut cache = MetaCache::default();
-    let state = TenantState::load(store.as_ref(), &tenant, &mut cache)
-        .await
-        .unwrap();
+    let state = load_state(&store, &tenant).await;
     let output = state.live.values().next().unwrap();
 
     // The joined trace's facts span both fragments.
@@ -399,10 +388,7 @@ async fn version_1_inputs_are_upgraded_by_the_merge() {
     let now = UNIX_EPOCH + Duration::from_nanos(second.end_time_unix_nano + 1_000_000_000);
     let report = compactor.run_once(now).await.unwrap();
     assert_eq!(report.jobs_run, 1, "{report:?}");
-    let mut cache = MetaCache::default();
-    let state = TenantState::load(store.as_ref(), &tenant, &mut cache)
-        .await
-        .unwrap();
+    let state = load_state(&store, &tenant).await;
     let output = state.live.values().next().unwrap();
     assert_eq!(output.format_version, 2);
     assert_eq!(output.span_count as usize, v1_spans + 1);
@@ -427,10 +413,7 @@ async fn a_lone_version_1_block_is_upgraded() {
     let now = UNIX_EPOCH + Duration::from_nanos(v1_meta.end_time_unix_nano + 1_000_000_000);
     let report = compactor.run_once(now).await.unwrap();
     assert_eq!(report.jobs_run, 1, "{report:?}");
-    let mut cache = MetaCache::default();
-    let state = TenantState::load(store.as_ref(), &tenant, &mut cache)
-        .await
-        .unwrap();
+    let state = load_state(&store, &tenant).await;
     let live: Vec<_> = state.live.values().collect();
     assert_eq!(live.len(), 1);
     assert_eq!(live[0].format_version, 2);
@@ -438,6 +421,13 @@ async fn a_lone_version_1_block_is_upgraded() {
     // Nothing left to do on the next pass.
     let report = compactor.run_once(now).await.unwrap();
     assert_eq!(report.jobs_run, 0, "{report:?}");
+}
+
+/// The tenant's blocks as a compactor sees them.
+async fn load_state(store: &Arc<dyn ObjectStore>, tenant: &TenantId) -> TenantState {
+    TenantState::load(store.as_ref(), tenant, &mut MetaCache::default())
+        .await
+        .unwrap()
 }
 
 /// The committed version-1 fixture block, copied into the store at `root`.

@@ -526,11 +526,9 @@ impl SpanAccess for TraceRows<'_> {
             return None;
         }
         let candidates = self.by_span_id.as_ref()?.get(parents.value(row))?;
-        if candidates.len() == 1 {
-            return pick_parent(candidates, row, |_| 0);
-        }
-        let kinds = self.columns.kind?;
-        pick_parent(candidates, row, |r| kinds.value(r))
+        // Without the kind column no candidate is of the wanted kind.
+        let kinds = self.columns.kind;
+        pick_parent(candidates, row, |r| kinds.map_or(0, |k| k.value(r)))
     }
 
     fn nested_set(&self, row: usize) -> NestedSet {
